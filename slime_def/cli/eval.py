@@ -1,0 +1,125 @@
+"""``slime-def eval``: run SLImE against one defense and print leakage and utility."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from slime_def.cli.options import attack_options, dataset_options, threat_option
+
+HEADLINE = (
+    ("tag_micro_f1@{k}", "tag micro F1@{k}"),
+    ("tag_macro_f1@{k}", "tag macro F1@{k}"),
+    ("tag_samples_f1@{k}", "tag per-item F1@{k}"),
+    ("recall@1", "recall@1 of true item"),
+    ("recall@10", "recall@10 of true item"),
+    ("knn_overlap@{k}", "kNN overlap@{k}"),
+    ("cosine", "mean cosine"),
+)
+
+EPILOG = """\b
+Examples:
+  slime-def eval --defense gaussian
+  slime-def eval --defense "gaussian(cosine=0.8)" --threat defended-pairs --seed 1
+  slime-def eval --defense "quantize(bits=4)|random_projection(dim=256)" --out run.json
+  slime-def eval --dataset my.npz --metadata items.jsonl --defense none --format json
+"""
+
+
+def _fmt(value, width=8, digits=3) -> str:
+    if value is None:
+        return "-".rjust(width)
+    return f"{value:{width}.{digits}f}"
+
+
+def format_table(record: dict) -> str:
+    """Render a record as the readable table `eval` prints by default."""
+    k = record["k"]
+    data = record["dataset"]
+    props = record["defense_properties"]
+    sizes = record["split"]
+    lines = [
+        f"defense   {record['defense']}",
+        f"threat    {record['threat']}    retriever {record['retriever']}    aligner {record['aligner']}"
+        f"    seed {record['seed']}",
+        f"dataset   {data['name'] or data['origin']}  {data['n_items']} items  {data['fingerprint'][:19]}...",
+        f"spaces    {data['victim_space']} ({data['victim_dim']}-d) -> {data['attacker_space']} ({data['attacker_dim']}-d)",
+        f"split     {sizes['align']} alignment pairs, {sizes['auxiliary']} auxiliary, {sizes['targets']} targets",
+        "defense   expected cosine {}   empirical cosine {}   output dim {}   bytes/vector {}".format(
+            _fmt(props.get("expected_cosine"), 0), _fmt(props.get("empirical_cosine"), 0),
+            props.get("output_dim"), props.get("bytes_per_vector"),
+        ),
+    ]
+    if record.get("attacker_note"):
+        lines.append(f"note      attacker {record['attacker_note']}")
+    lines += ["", f"{'Leakage (higher = more leaked)':34}{'score':>8}{'floor':>8}{'ceiling':>8}{'normalised':>11}"]
+    for key, label in HEADLINE:
+        entry = record["leakage"].get(key.format(k=k))
+        if entry is None:
+            continue
+        lines.append(
+            f"  {label.format(k=k):32}{_fmt(entry['score'])}{_fmt(entry['floor'])}"
+            f"{_fmt(entry['ceiling'])}{_fmt(entry['normalised'], 11, 2)}"
+        )
+    lines += ["", f"{'Utility (defended targets)':34}{'score':>8}{'clean':>8}"]
+    for key, entry in record["utility"].items():
+        lines.append(f"  {key:32}{_fmt(entry['score'])}{_fmt(entry['clean'])}")
+    lines += [
+        "",
+        "floor = max(attacker given random vectors, mean-vector or most-frequent-tags baseline);",
+        "ceiling = no defense; normalised = (score - floor) / (ceiling - floor).",
+    ]
+    return "\n".join(lines)
+
+
+@click.command("eval", epilog=EPILOG)
+@click.option("--defense", default="none", show_default=True, metavar="SPEC",
+              help="Defense spec, e.g. 'gaussian(sigma=0.05)' or 'quantize(bits=4)|pca(dim=128)'. "
+              "List them with `slime-def defenses`.")
+@dataset_options
+@threat_option
+@attack_options
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Seeds the split, the defense's PRNG key and retriever training.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, metavar="FILE.json",
+              help="Write the full JSON record here (atomically).")
+@click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
+@click.option("--format", "output_format", type=click.Choice(["table", "json"]), default="table",
+              show_default=True, help="What to print on standard output.")
+def eval_command(defense, dataset, metadata, victim_space, attacker_space, threat, retriever, aligner,
+                 align_pairs, auxiliary_fraction, k, seed, out, force, output_format):
+    """Attack the defended victim vectors with SLImE; report leakage and utility.
+
+    Leakage (tag recovery, true-item recall, neighbourhood overlap) is shown
+    with its floor, ceiling and normalised value; utility is measured on the
+    same defended vectors.
+    """
+    from pathlib import Path
+
+    from slime_def.data.readers import load_dataset
+    from slime_def.defenses import make_defense
+    from slime_def.evaluate.run import EvalConfig, evaluate
+    from slime_def.records import to_json, write_atomic
+
+    if out is not None and Path(out).exists() and not force:
+        raise click.BadParameter(f"{out} already exists; choose another path or pass --force", param_hint="--out")
+    config = EvalConfig(
+        defense=defense, threat=threat, retriever=retriever, aligner=aligner, align_pairs=align_pairs,
+        auxiliary_fraction=auxiliary_fraction, k=k, seed=seed, victim_space=victim_space,
+        attacker_space=attacker_space,
+    )
+    config.validate()
+    make_defense(defense)
+    data = load_dataset(dataset, metadata=metadata)
+    record = evaluate(config, data)
+    record["dataset"]["source"] = dataset
+    text = to_json(record)
+    if out is not None:
+        write_atomic(out, text + "\n", force=force)
+    if output_format == "json":
+        click.echo(text)
+    else:
+        click.echo(format_table(json.loads(text)))
+        if out is not None:
+            click.echo(f"\nrecord written to {out}")
