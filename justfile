@@ -28,7 +28,7 @@ test-only *ARGS:
 
 # Rebuild the shipped default dataset from the Debian stamps and the registry weights.
 build-default: setup-test
-    slime-def data build-default --force
+    slime-def data build-default --overwrite
 
 # Time eval on the default dataset and the core steps on 100,000 x 1280 synthetic vectors.
 bench:

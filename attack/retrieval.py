@@ -22,6 +22,7 @@ import dataclasses
 from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
+from scipy import sparse
 
 from slime_def.defenses.base import check_range
 from slime_def.registry import Registry
@@ -99,7 +100,7 @@ def knn(neighbours: int = 10) -> Retriever:
 
         del seed  # exact search has no randomness
         vocabulary = build_vocabulary(aux_tags)
-        labels = tag_matrix(aux_tags, vocabulary)
+        labels = sparse.csr_matrix(tag_matrix(aux_tags, vocabulary))
         index = faiss.IndexFlatIP(aux.shape[1])
         index.add(_normalize_rows(aux))
         count = min(neighbours, index.ntotal)
@@ -107,10 +108,15 @@ def knn(neighbours: int = 10) -> Retriever:
         def predict(queries: np.ndarray) -> TagPredictions:
             similarity, indices = index.search(_normalize_rows(queries), count)
             weights = np.maximum(similarity, 0.0)
-            # Einsum over the neighbour axis: (Q, K) weights times (Q, K, V) labels.
-            votes = np.einsum("qk,qkv->qv", weights, labels[indices])
             total = np.maximum(weights.sum(axis=1, keepdims=True), 1e-12)
-            return TagPredictions(vocabulary, (votes / total).astype(np.float32))
+            # Sparse (Q, M) neighbour weights times sparse (M, V) labels: memory grows
+            # with Q * K, not with Q * K * V as a dense gather would.
+            rows = np.repeat(np.arange(len(indices)), indices.shape[1])
+            neighbour_weights = sparse.csr_matrix(
+                ((weights / total).ravel(), (rows, indices.ravel())), shape=(len(indices), index.ntotal)
+            )
+            votes = (neighbour_weights @ labels).toarray()
+            return TagPredictions(vocabulary, votes.astype(np.float32))
 
         return predict
 
