@@ -36,6 +36,7 @@ logger = logging.getLogger(__name__)
 
 EMPTY_STATE: dict = {}
 ENTRY_POINT_GROUP = "slime_def.defenses"
+RANDOMNESS = ("none", "fit", "apply")
 
 
 class Defense(NamedTuple):
@@ -58,6 +59,8 @@ class DefenseEntry:
     summary: str
     units: dict[str, str]
     identity: dict[str, Any] | None
+    example: dict[str, Any] | None = None
+    randomness: str = "none"
 
     def defaults(self) -> dict[str, Any]:
         """Return the factory's keyword defaults (``None`` means unset)."""
@@ -66,6 +69,19 @@ class DefenseEntry:
             for key, param in inspect.signature(self.factory).parameters.items()
             if param.default is not inspect.Parameter.empty
         }
+
+    def required(self) -> list[str]:
+        """Return the names of the parameters that have no default."""
+        return [
+            key
+            for key, param in inspect.signature(self.factory).parameters.items()
+            if param.default is inspect.Parameter.empty
+            and param.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+        ]
+
+    def example_spec(self) -> str:
+        """Return a valid spec string for this defense: its example, else its name."""
+        return format_spec(Spec(self.name, tuple((self.example or {}).items())))
 
 
 class _DefenseRegistry(Registry[Defense]):
@@ -88,6 +104,8 @@ def register_defense(
     summary: str,
     units: dict[str, str] | None = None,
     identity: dict[str, Any] | None = None,
+    example: dict[str, Any] | None = None,
+    randomness: str = "none",
 ):
     """Register a defense factory under ``name``.
 
@@ -98,27 +116,61 @@ def register_defense(
       units: parameter name to its unit and meaning.
       identity: parameters at which the defense must return its input unchanged
         (zero strength), checked by the shared defense test; ``None`` if none exist.
+      example: a valid parameter setting, needed when some parameter has no
+        default; the shared defense test and `slime-def defenses` use it.
+      randomness: which function consumes the key: ``"none"`` (deterministic),
+        ``"fit"`` (a random but fixed transform) or ``"apply"`` (fresh noise per call).
+
+    Raises:
+      SlimeDefError: ``name`` is already registered.
+      ValueError: ``randomness`` is not one of the three values.
     """
+    if randomness not in RANDOMNESS:
+        raise ValueError(f"randomness must be one of {', '.join(RANDOMNESS)}, got {randomness!r}")
 
     def add(factory: Callable[..., Defense]) -> Callable[..., Defense]:
         DEFENSES.register(name, factory)
         DEFENSES.entries[name] = DefenseEntry(
-            name, factory, family, summary, dict(units or {}), identity
+            name, factory, family, summary, dict(units or {}), identity,
+            None if example is None else dict(example), randomness,
         )
         return factory
 
     return add
 
 
+_FAILED_ENTRY_POINTS: set[tuple[str, str]] = set()
+
+
 def _load_entry_points() -> None:
-    """Register defenses that installed packages expose in the entry-point group."""
+    """Register defenses that installed packages expose in the entry-point group.
+
+    An entry point ``name = "package.module:factory"`` either names a module
+    whose import registers ``name`` with :func:`register_defense`, or names a
+    plain factory, which is then registered under ``name`` in family "plug-in".
+    A plug-in that fails to load is logged once and skipped.
+    """
     for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
-        if entry_point.name in DEFENSES:
+        marker = (entry_point.name, entry_point.value)
+        if entry_point.name in DEFENSES or marker in _FAILED_ENTRY_POINTS:
             continue
         try:
-            entry_point.load()
+            loaded = entry_point.load()
         except Exception as exc:  # a broken plug-in must not break the built-ins
+            _FAILED_ENTRY_POINTS.add(marker)
             logger.warning("could not load defense plug-in %s: %s", entry_point.value, exc)
+            continue
+        if entry_point.name not in DEFENSES and callable(loaded):
+            summary = (inspect.getdoc(loaded) or entry_point.value).splitlines()[0]
+            register_defense(entry_point.name, family="plug-in", summary=summary)(loaded)
+
+
+def available_defenses() -> dict[str, DefenseEntry]:
+    """Register the built-ins and installed plug-ins, and return every entry by name."""
+    from slime_def import defenses as _builtin  # noqa: F401  registers the built-ins
+
+    _load_entry_points()
+    return dict(DEFENSES.entries)
 
 
 def _create_one(spec: Spec) -> Defense:
@@ -128,6 +180,15 @@ def _create_one(spec: Spec) -> Defense:
         if key not in params:
             valid = ", ".join(params) or "(none)"
             raise SpecError(f"unknown parameter {key!r} for defense {spec.name!r}; valid: {valid}")
+
+    entry = DEFENSES.entries.get(spec.name)
+    if entry is not None:
+        missing = [key for key in entry.required() if key not in spec.params]
+        if missing:
+            raise SpecError(
+                f"missing value for {', '.join(missing)} in defense {spec.name!r}; "
+                f"give it in the spec, for example {entry.example_spec()!r}"
+            )
     try:
         defense = factory(**spec.params)
     except TypeError as exc:
@@ -159,7 +220,7 @@ def chain(*parts: Defense) -> Defense:
     """Compose defenses left to right, threading fitted state through.
 
     Each part is fitted on the output of the parts before it, applied with the
-    fitted states, so a projection after a quantizer sees quantized vectors.
+    fitted states, so a projection after a quantizer is fitted on quantized vectors.
     """
 
     def fit(x, *, key):
@@ -178,15 +239,26 @@ def chain(*parts: Defense) -> Defense:
         return x
 
     def describe(dim: int) -> dict:
-        cosine, per_part = 1.0, []
+        input_dim, per_part = dim, []
         for part in parts:
             props = part.describe(dim)
             per_part.append(props)
             dim = props["output_dim"]
-            cosine = None if cosine is None or props.get("expected_cosine") is None else cosine
+
+        # Cosines of successive parts do not compose in closed form, so a chain
+        # reports one only when a single part changes the vectors at all.
+        cosines = [props.get("expected_cosine") for props in per_part]
+        changing = [cosine for cosine in cosines if cosine != 1.0]
+        dims_kept = all(props["output_dim"] == input_dim for props in per_part)
+        if not changing:
+            cosine = 1.0
+        elif len(changing) == 1 and dims_kept:
+            cosine = changing[0]
+        else:
+            cosine = None
         return {
             "output_dim": dim,
-            "expected_cosine": None,
+            "expected_cosine": cosine,
             "bytes_per_vector": per_part[-1].get("bytes_per_vector"),
             "parts": per_part,
         }
