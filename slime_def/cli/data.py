@@ -114,10 +114,20 @@ def import_command(out, spaces, metadata, name, licence, force):
     """Assemble a dataset folder from one file per space plus JSONL metadata."""
     from pathlib import Path
 
-    from slime_def.data.dataset import save_dataset
+    from slime_def.data.dataset import MANIFEST, save_dataset
     from slime_def.data.readers import from_files
 
-    pairs = dict(_parse_space(value) for value in spaces)
+    if (Path(out) / MANIFEST).exists() and not force:
+        raise click.ClickException(f"{out}: a dataset already exists there; pass --force to replace it")
+    pairs: dict[str, str] = {}
+    for value in spaces:
+        space_name, file = _parse_space(value)
+        if space_name in pairs:
+            raise click.BadParameter(
+                f"space {space_name!r} is given twice ({pairs[space_name]} and {file}); "
+                "give each space name once", param_hint="--space"
+            )
+        pairs[space_name] = file
     manifest = {"name": name or Path(out).name}
     if licence:
         manifest["licence"] = licence

@@ -27,7 +27,14 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from slime_def.data.dataset import MANIFEST, EmbeddingDataset, load_dataset_dir, read_jsonl
+from slime_def.data.dataset import (
+    MANIFEST,
+    EmbeddingDataset,
+    _normalise_item,
+    enable_bfloat16,
+    load_dataset_dir,
+    read_jsonl_numbered,
+)
 from slime_def.errors import DatasetError
 
 logger = logging.getLogger(__name__)
@@ -110,13 +117,27 @@ def _load_file(path: Path) -> EmbeddingDataset:
     n = _common_rows(spaces, path)
     if ids is None:
         ids = [str(i) for i in range(n)]
+    _check_id_count(ids, n, path)
     if items is None:
         items = [{} for _ in range(n)]
     return EmbeddingDataset(ids=ids, spaces=spaces, items=items, manifest={"name": path.stem}, origin=str(path))
 
 
+def _check_id_count(ids: list, rows: int, path: Path) -> None:
+    if len(ids) != rows:
+        raise DatasetError(
+            f"{path}: {len(ids)} ids for {rows} embedding rows; store exactly one id per row"
+        )
+
+
 def _common_rows(spaces: Mapping[str, np.ndarray], path: Path) -> int:
-    rows = {name: m.shape[0] if m.ndim >= 1 else 0 for name, m in spaces.items()}
+    """Return the row count shared by all spaces; each must be a 2-D (N, d) array."""
+    for name, matrix in spaces.items():
+        if matrix.ndim != 2:
+            raise DatasetError(
+                f"{path}: space {name!r} has shape {matrix.shape}; expected a 2-D (N, d) matrix"
+            )
+    rows = {name: m.shape[0] for name, m in spaces.items()}
     if len(set(rows.values())) > 1:
         listing = ", ".join(f"{name}: {r}" for name, r in rows.items())
         raise DatasetError(f"{path}: spaces have different numbers of rows ({listing}); every space needs one row per item")
@@ -126,28 +147,52 @@ def _common_rows(spaces: Mapping[str, np.ndarray], path: Path) -> int:
 def _read_npz(path: Path) -> tuple[dict[str, np.ndarray], list[str] | None]:
     import zipfile
 
+    # np.load also accepts .npy and pickle files whatever their suffix, so check for a zip first.
+    if not zipfile.is_zipfile(path):
+        raise DatasetError(f"{path}: not a .npz archive (no zip header); write it with numpy.savez")
+    arrays = {}
     try:
-        archive = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, zipfile.BadZipFile) as exc:
+        with np.load(path, allow_pickle=False) as archive:
+            for key in archive.files:
+                try:
+                    arrays[key] = archive[key]
+                except ValueError as exc:
+                    if "allow_pickle" not in str(exc):
+                        raise
+                    raise DatasetError(
+                        f"{path}: array {key!r} contains Python objects (dtype object), which are not "
+                        "loaded for safety; save embeddings as floats and ids with dtype str"
+                    ) from None
+    except DatasetError:
+        raise
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
         raise DatasetError(f"{path}: not a readable .npz file ({exc})") from None
-    with archive:
-        arrays = {key: archive[key] for key in archive.files}
     ids = None
     if "ids" in arrays:
         raw = arrays.pop("ids")
         if raw.ndim != 1:
             raise DatasetError(f"{path}: 'ids' has shape {raw.shape}; expected a 1-D array of strings")
-        ids = [str(v) for v in raw.tolist()]
+        ids = raw.tolist()
     return arrays, ids
 
 
 def _read_safetensors(path: Path) -> tuple[dict[str, np.ndarray], list[str] | None]:
     from safetensors import SafetensorError, safe_open
 
+    enable_bfloat16()
+    spaces = {}
     try:
         with safe_open(str(path), framework="numpy") as handle:
             header = handle.metadata() or {}
-            spaces = {key: handle.get_tensor(key) for key in handle.keys()}
+            for key in handle.keys():
+                try:
+                    spaces[key] = handle.get_tensor(key)
+                except TypeError as exc:
+                    # safetensors raises TypeError for dtypes NumPy lacks, such as bfloat16
+                    # when ml_dtypes is not installed.
+                    raise DatasetError(
+                        f"{path}: tensor {key!r} has a dtype NumPy cannot read ({exc}); save it as float32"
+                    ) from None
     except (SafetensorError, OSError) as exc:
         raise DatasetError(f"{path}: not a readable safetensors file ({exc})") from None
     ids = None
@@ -155,9 +200,12 @@ def _read_safetensors(path: Path) -> tuple[dict[str, np.ndarray], list[str] | No
         try:
             ids = json.loads(header["ids"])
         except json.JSONDecodeError:
-            raise DatasetError(f"{path}: metadata key 'ids' is not a JSON list of strings") from None
-        if not isinstance(ids, list):
-            raise DatasetError(f"{path}: metadata key 'ids' is not a JSON list of strings")
+            ids = None
+        if not isinstance(ids, list) or not all(isinstance(v, (str, int)) for v in ids):
+            raise DatasetError(
+                f"{path}: metadata key 'ids' must be a JSON list of strings, such as "
+                f'metadata={{"ids": json.dumps(ids)}} when saving'
+            )
     return spaces, ids
 
 
@@ -184,6 +232,11 @@ def _read_parquet(path: Path) -> tuple[dict[str, np.ndarray], list[str], list[di
         if name in METADATA_FIELDS:
             for row, value in enumerate(column.to_pylist()):
                 items[row][name] = value
+        elif pa.types.is_binary(kind) or pa.types.is_large_binary(kind) or pa.types.is_fixed_size_binary(kind):
+            raise DatasetError(
+                f"{path}: column {name!r} contains binary data, which item metadata cannot store; "
+                "drop it or convert it to strings"
+            )
         elif pa.types.is_list(kind) or pa.types.is_fixed_size_list(kind) or pa.types.is_large_list(kind):
             if not pa.types.is_floating(kind.value_type):
                 raise DatasetError(
@@ -193,15 +246,39 @@ def _read_parquet(path: Path) -> tuple[dict[str, np.ndarray], list[str], list[di
             spaces[name] = _list_column_to_matrix(column, name, path)
         else:
             for row, value in enumerate(column.to_pylist()):
-                items[row][name] = value
-    ids = [str(v) for v in table.column("id").to_pylist()]
+                items[row][name] = _json_value(value)
+    # Ids are converted to strings, and null ids rejected, by EmbeddingDataset.
+    ids = table.column("id").to_pylist()
     return spaces, ids, items
+
+
+def _json_value(value: Any) -> Any:
+    """Return a parquet cell as JSON-storable data: dates, times and decimals become strings."""
+    import datetime
+    import decimal
+
+    if isinstance(value, (datetime.date, datetime.time)):
+        return value.isoformat()
+    if isinstance(value, (datetime.timedelta, decimal.Decimal)):
+        return str(value)
+    if isinstance(value, list):
+        return [_json_value(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _json_value(v) for k, v in value.items()}
+    if isinstance(value, tuple):  # map columns arrive as lists of (key, value) tuples
+        return [_json_value(v) for v in value]
+    return value
 
 
 def _list_column_to_matrix(column, name: str, path: Path) -> np.ndarray:
     rows = column.to_pylist()
-    if any(row is None for row in rows):
-        raise DatasetError(f"{path}: column {name!r} has a null row; every item needs a vector")
+    for index, row in enumerate(rows):
+        if row is None:
+            raise DatasetError(f"{path}: column {name!r} row {index} is null; every item needs a vector")
+        if any(value is None for value in row):
+            raise DatasetError(
+                f"{path}: column {name!r} row {index} contains a null value; every vector needs all d values"
+            )
     lengths = {len(row) for row in rows}
     if len(lengths) != 1:
         raise DatasetError(
@@ -210,16 +287,31 @@ def _list_column_to_matrix(column, name: str, path: Path) -> np.ndarray:
     return np.asarray(rows, dtype=np.float32)
 
 
+def _read_npy(path: Path) -> np.ndarray:
+    with open(path, "rb") as handle:
+        magic = handle.read(6)
+    if magic != b"\x93NUMPY":
+        raise DatasetError(f"{path}: not a .npy file (no NumPy header); write it with numpy.save")
+    try:
+        return np.load(path, allow_pickle=False)
+    except ValueError as exc:
+        if "allow_pickle" in str(exc):
+            raise DatasetError(
+                f"{path}: contains Python objects (dtype object), which are not loaded for safety; "
+                "save the embeddings as a float array"
+            ) from None
+        raise DatasetError(f"{path}: not a readable .npy file ({exc})") from None
+    except (OSError, EOFError) as exc:
+        raise DatasetError(f"{path}: not a readable .npy file ({exc})") from None
+
+
 def _read_single_matrix(path: Path) -> tuple[np.ndarray, list[str] | None]:
     if not path.exists():
         raise DatasetError(f"{path}: file not found")
     _check_nonempty(path)
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        try:
-            return np.load(path, allow_pickle=False), None
-        except (ValueError, OSError) as exc:
-            raise DatasetError(f"{path}: not a readable .npy file ({exc})") from None
+        return _read_npy(path), None
     if suffix in (".npz", ".safetensors"):
         arrays, ids = _read_npz(path) if suffix == ".npz" else _read_safetensors(path)
         if len(arrays) != 1:
@@ -239,8 +331,8 @@ def from_files(
 ) -> EmbeddingDataset:
     """Assemble a dataset from one file per space, plus JSONL metadata.
 
-    Row ``i`` of every space file is item ``i``. Ids come from a space file that
-    stores them, else from the metadata file in its line order, else ``0..N-1``.
+    Row ``i`` of every space file is item ``i``. Ids come from the space files that
+    store them, which must agree, else from the metadata file in its line order, else ``0..N-1``.
 
     Args:
       spaces: space name (for example ``"victim/clip_vit_b32"``) to file path.
@@ -250,22 +342,30 @@ def from_files(
     """
     if not spaces:
         raise DatasetError("no spaces given; pass at least one NAME=FILE pair")
-    matrices, ids = {}, None
+    matrices, ids, ids_file = {}, None, None
     for name, file in spaces.items():
         matrix, file_ids = _read_single_matrix(Path(file))
         matrices[name] = matrix
-        if file_ids is not None:
-            ids = file_ids
+        if file_ids is None:
+            continue
+        _check_id_count(file_ids, matrix.shape[0] if matrix.ndim else 0, Path(file))
+        if ids is not None and [str(v) for v in file_ids] != [str(v) for v in ids]:
+            raise DatasetError(
+                f"{file}: its ids differ from those in {ids_file}; row i of every space file must "
+                "describe the same item, so store the rows in one order"
+            )
+        ids, ids_file = file_ids, file
     first = next(iter(spaces.values()))
     n = _common_rows(matrices, Path(first))
-    records = read_jsonl(metadata) if metadata is not None else None
+    numbered = read_jsonl_numbered(metadata) if metadata is not None else None
+    records = [record for _, record in numbered] if numbered is not None else None
     if ids is None and records is not None:
         if len(records) != n:
             raise DatasetError(
                 f"{metadata}: {len(records)} metadata lines for {n} embedding rows; without ids in the "
                 "embedding files, line i describes row i, so the counts must match"
             )
-        ids = [str(r.get("id", i)) for i, r in enumerate(records)]
+        ids = _ids_in_line_order(numbered, metadata)
         items = records
     else:
         ids = ids if ids is not None else [str(i) for i in range(n)]
@@ -278,20 +378,47 @@ def from_files(
     return dataset
 
 
+def _ids_in_line_order(numbered: list[tuple[int, dict[str, Any]]], metadata: str | os.PathLike) -> list[str]:
+    """Return one id per metadata record: its ``id`` field, else its row number."""
+    ids: list[str] = []
+    first_line: dict[str, int] = {}
+    for row, (number, record) in enumerate(numbered):
+        item_id = record.get("id", row)
+        if item_id is None or isinstance(item_id, (list, dict)):
+            raise DatasetError(f"{metadata}:{number}: field 'id' is {item_id!r}; expected a string id")
+        item_id = str(item_id)
+        if item_id in first_line:
+            raise DatasetError(
+                f"{metadata}:{number}: duplicate id {item_id!r}, first on line {first_line[item_id]}; "
+                "each id may appear once"
+            )
+        first_line[item_id] = number
+        _normalise_item(record, f"{metadata}:{number}", item_id)
+        ids.append(item_id)
+    return ids
+
+
 def join_metadata(dataset: EmbeddingDataset, metadata: str | os.PathLike) -> EmbeddingDataset:
     """Return ``dataset`` with items replaced by the JSONL records of the same ids.
 
     Every dataset id needs a record; records for unknown ids are counted and logged.
     """
-    records = read_jsonl(metadata)
     by_id: dict[str, dict[str, Any]] = {}
-    for number, record in enumerate(records, start=1):
+    first_line: dict[str, int] = {}
+    for number, record in read_jsonl_numbered(metadata):
         if "id" not in record:
             raise DatasetError(f"{metadata}:{number}: missing field 'id'")
+        if record["id"] is None or isinstance(record["id"], (list, dict)):
+            raise DatasetError(f"{metadata}:{number}: field 'id' is {record['id']!r}; expected a string id")
         key = str(record["id"])
         if key in by_id:
-            raise DatasetError(f"{metadata}:{number}: duplicate id {key!r}; each id may appear once")
+            raise DatasetError(
+                f"{metadata}:{number}: duplicate id {key!r}, first on line {first_line[key]}; "
+                "each id may appear once"
+            )
+        _normalise_item(record, f"{metadata}:{number}", key)
         by_id[key] = record
+        first_line[key] = number
     missing = [item_id for item_id in dataset.ids if item_id not in by_id]
     if missing:
         raise DatasetError(
