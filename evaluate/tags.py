@@ -168,7 +168,9 @@ def _micro_scores(true_positives: Counter, predicted_counts: Counter, truth_coun
 
 def _macro_scores(true_positives: Counter, predicted_counts: Counter, truth_counts: Counter) -> tuple:
     per_tag = []
-    for tag in set(predicted_counts) | set(truth_counts):
+    # Sorted so the summation order, and with it the last bit of the mean, does not
+    # depend on Python's per-process string hashing.
+    for tag in sorted(set(predicted_counts) | set(truth_counts)):
         precision = _ratio(true_positives[tag], predicted_counts[tag])
         recall = _ratio(true_positives[tag], truth_counts[tag])
         per_tag.append((precision, recall, _f1(precision, recall)))

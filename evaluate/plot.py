@@ -1,0 +1,173 @@
+"""Leakage-utility plots of summarised sweep records (matplotlib, Agg backend).
+
+One panel per comparison (dataset, threat and run options; see
+:mod:`slime_def.evaluate.summary`). In each panel every curve is one defense
+(or family), with the mean utility over seeds on x and the mean leakage on y.
+The shaded band and error bars show the spread over seeds: a t-based 95%
+interval with 3 or more seeds, else min-max. Horizontal lines mark the leakage floor and ceiling, 0 and
+1 for normalised leakage, and black rings with a dashed line mark the Pareto
+frontier across all defenses of the panel.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import tempfile
+from pathlib import Path
+
+from slime_def.errors import SlimeDefError
+from slime_def.evaluate.summary import ComparisonSummary
+
+FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
+FRONTIER_LABEL = "Pareto frontier"
+# Drop the creation date so the same store gives the same SVG and PDF bytes.
+_METADATA = {"svg": {"Date": None}, "pdf": {"CreationDate": None}, "png": {}}
+
+
+class PlotError(SlimeDefError):
+    """A figure that cannot be drawn or written."""
+
+
+def figure_format(path: str | os.PathLike) -> str:
+    """Return ``"png"``, ``"svg"`` or ``"pdf"`` from the file's extension.
+
+    Raises:
+      PlotError: any other extension.
+    """
+    suffix = Path(path).suffix.lower()
+    if suffix not in FORMATS:
+        raise PlotError(
+            f"unsupported figure format {suffix or '(no extension)'!r} for {path}; "
+            f"end the file name with {', '.join(FORMATS)}"
+        )
+    return FORMATS[suffix]
+
+
+def plot_summaries(summaries: list[ComparisonSummary], *, annotate: bool = True):
+    """Draw one panel per comparison and return the matplotlib Figure.
+
+    Each curve's line carries the curve label as its matplotlib label. Its data
+    are the mean utilities (x) and leakages (y) in the curve's order. The
+    frontier line is labelled :data:`FRONTIER_LABEL`.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    if not summaries:
+        raise PlotError("nothing to plot: no records left after filtering")
+    columns = min(2, len(summaries))
+    rows = math.ceil(len(summaries) / columns)
+    figure = Figure(figsize=(7.5 * columns, 5.5 * rows), layout="constrained")
+    axes = figure.subplots(rows, columns, squeeze=False).ravel()
+    for ax, summary in zip(axes, summaries):
+        _draw_panel(ax, summary, annotate)
+    for ax in axes[len(summaries):]:
+        ax.set_visible(False)
+    return figure
+
+
+def _draw_panel(ax, summary: ComparisonSummary, annotate: bool) -> None:
+    k = summary.comparison.k
+    choice = summary.choice
+    cycle = [entry["color"] for entry in _colour_cycle()]
+
+    for index, curve in enumerate(summary.curves):
+        colour = cycle[index % len(cycle)]
+        points = [s for s in curve.settings if not (math.isnan(s.utility.mean) or math.isnan(s.leakage.mean))]
+        if not points:
+            continue
+        x = [s.utility.mean for s in points]
+        y = [s.leakage.mean for s in points]
+        ax.plot(x, y, marker="o", color=colour, label=curve.label, gid=f"curve:{curve.group}")
+        ax.errorbar(
+            x, y, xerr=_errors(s.utility for s in points), yerr=_errors(s.leakage for s in points),
+            fmt="none", ecolor=colour, alpha=0.5, capsize=2,
+        )
+        if len(points) > 1:
+            ax.fill_between(x, [s.leakage.low for s in points], [s.leakage.high for s in points],
+                            color=colour, alpha=0.15, linewidth=0)
+        if annotate and curve.varied:
+            for setting in points:
+                ax.annotate(_varied_text(setting.spec, curve.varied), (setting.utility.mean, setting.leakage.mean),
+                            textcoords="offset points", xytext=(4, 4), fontsize=7, color=colour)
+
+    frontier = [s for s in summary.frontier if not math.isnan(s.utility.mean)]
+    if frontier:
+        ax.plot([s.utility.mean for s in frontier], [s.leakage.mean for s in frontier], linestyle="--",
+                color="black", marker="o", markersize=11, markerfacecolor="none", linewidth=1,
+                label=FRONTIER_LABEL, gid="frontier", zorder=5)
+
+    floor_label = "floor (0)" if not choice.raw else "floor (random vectors or baseline, mean)"
+    ceiling_label = "ceiling (1, no defense)" if not choice.raw else "ceiling (no defense, mean)"
+    if not math.isnan(summary.floor.mean):
+        ax.axhline(summary.floor.mean, color="grey", linestyle=":", linewidth=1, label=floor_label, gid="floor")
+    if not math.isnan(summary.ceiling.mean):
+        ax.axhline(summary.ceiling.mean, color="grey", linestyle="-.", linewidth=1, label=ceiling_label,
+                   gid="ceiling")
+
+    ax.set_xlabel(f"utility: {choice.utility_name(k)} (higher keeps more)")
+    ax.set_ylabel(choice.leakage_label(k) + " (lower leaks less)")
+    ax.set_title(summary.comparison.title(), fontsize=9)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+
+
+def _colour_cycle():
+    import matplotlib
+
+    return list(matplotlib.rcParams["axes.prop_cycle"])
+
+
+def _errors(intervals) -> list[list[float]]:
+    intervals = list(intervals)
+    below = [max(0.0, i.mean - i.low) for i in intervals]
+    above = [max(0.0, i.high - i.mean) for i in intervals]
+    return [below, above]
+
+
+def _varied_text(spec: str, varied: list[str]) -> str:
+    from slime_def.specs import parse_chain
+
+    params = dict(parse_chain(spec)[0].kwargs)
+    parts = []
+    for name in varied:
+        value = params.get(name)
+        parts.append(f"{name}={value:g}" if isinstance(value, float) else f"{name}={value}")
+    return ", ".join(parts)
+
+
+def save_figure(figure, path: str | os.PathLike, *, force: bool = False) -> Path:
+    """Write the figure atomically in the format its extension names.
+
+    Raises:
+      PlotError: unknown extension, the file exists and ``force`` is false, or
+        the folder is missing.
+    """
+    path = Path(path)
+    kind = figure_format(path)
+    if path.exists() and not force:
+        raise PlotError(f"{path} already exists; choose another path or pass --force to overwrite it")
+    if not path.parent.exists():
+        raise PlotError(f"folder {path.parent} does not exist; create it first")
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format=kind, dpi=150, metadata=_METADATA[kind])
+    _write_bytes_atomic(path, buffer.getvalue())
+    return path
+
+
+def _write_bytes_atomic(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
