@@ -91,7 +91,7 @@ def _normalize_rows(x: np.ndarray) -> np.ndarray:
 
 @RETRIEVERS.register("knn")
 def knn(neighbours: int = 10) -> Retriever:
-    """kNN tag voting over the auxiliary collection, weighted by cosine similarity."""
+    """Build kNN tag voting over the auxiliary collection, weighted by cosine similarity."""
     check_range("knn neighbours", neighbours, low=1, integer=True)
     neighbours = int(neighbours)
 
@@ -133,7 +133,7 @@ def mlp(
     batch_size: int = 64,
     validation_fraction: float = 0.15,
 ) -> Retriever:
-    """A Flax MLP tag head trained on the auxiliary collection with early stopping."""
+    """Build a Flax MLP tag head, trained on the auxiliary collection with early stopping."""
     from slime_def.attack import tag_head
 
     config = tag_head.HeadConfig(

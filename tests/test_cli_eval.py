@@ -34,7 +34,8 @@ def test_eval_prints_table(dataset_dir):
     result = _run_eval(dataset_dir, "--defense", "none")
     assert result.exit_code == 0, result.output
     assert "tag micro F1@5" in result.output
-    assert "floor" in result.output and "ceiling" in result.output
+    assert "floor" in result.output
+    assert "ceiling" in result.output
     assert "150 targets" in result.output
 
 

@@ -51,6 +51,7 @@ def format_table(record: dict) -> str:
             props.get("output_dim"), props.get("bytes_per_vector"),
         ),
     ]
+
     if record.get("attacker_note"):
         lines.append(f"note      attacker {record['attacker_note']}")
     lines += ["", f"{'Leakage (higher = more leaked)':34}{'score':>8}{'floor':>8}{'ceiling':>8}{'normalised':>11}"]
@@ -62,9 +63,11 @@ def format_table(record: dict) -> str:
             f"  {label.format(k=k):32}{_fmt(entry['score'])}{_fmt(entry['floor'])}"
             f"{_fmt(entry['ceiling'])}{_fmt(entry['normalised'], 11, 2)}"
         )
+
     lines += ["", f"{'Utility (defended targets)':34}{'score':>8}{'clean':>8}"]
     for key, entry in record["utility"].items():
         lines.append(f"  {key:32}{_fmt(entry['score'])}{_fmt(entry['clean'])}")
+
     lines += [
         "",
         "floor = max(attacker given random vectors, mean-vector or most-frequent-tags baseline);",
