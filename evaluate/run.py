@@ -100,6 +100,8 @@ class PreparedAttack:
     split: Split
     victim: np.ndarray  # (N, m) L2-normalised
     attacker: np.ndarray  # (N, n) L2-normalised
+    target_ids: list[str]
+    target_captions: list[str]
     target_tags: list[list[str]]
     target_categories: list[str]
     predict_tags: Callable[[np.ndarray], TagPredictions]
@@ -207,6 +209,8 @@ def prepare(config: EvalConfig, dataset: EmbeddingDataset | str = "default") -> 
         split=split,
         victim=victim,
         attacker=attacker,
+        target_ids=[dataset.ids[i] for i in split.targets],
+        target_captions=[dataset.captions[i] for i in split.targets],
         target_tags=[all_tags[i] for i in split.targets],
         target_categories=[dataset.categories[i] for i in split.targets],
         predict_tags=predict,
@@ -249,6 +253,23 @@ def leakage_scores(prepared: PreparedAttack, stored: np.ndarray, w: np.ndarray) 
     predictions = prepared.predict_tags(aligned)
     scores.update({f"tag_{key}": value for key, value in _tag_scores(prepared, predictions.ranked_tags(k)).items()})
     return scores
+
+
+def recovered_tags(prepared: PreparedAttack, stored: np.ndarray, w: np.ndarray) -> list[dict[str, Any]]:
+    """Return, per target, its id, caption, true tags and the attacker's top-k tags with scores."""
+    aligned = np.asarray(stored, np.float32) @ np.asarray(w, np.float32)
+    ranked = prepared.predict_tags(aligned).top_k(prepared.config.k)
+    return [
+        {
+            "id": item_id,
+            "caption": caption,
+            "true_tags": list(true_tags),
+            "recovered_tags": [[tag, round(score, 4)] for tag, score in predicted],
+        }
+        for item_id, caption, true_tags, predicted in zip(
+            prepared.target_ids, prepared.target_captions, prepared.target_tags, ranked
+        )
+    ]
 
 
 def _tag_scores(prepared: PreparedAttack, ranked: list[list[str]]) -> dict[str, float]:
@@ -299,8 +320,18 @@ def _match_dimension(stored: np.ndarray, dim: int) -> tuple[np.ndarray, str | No
     return stored[:, :dim], f"truncated stored vectors from {have} to {dim} dimensions"
 
 
-def attack_defense(prepared: PreparedAttack, defense_spec: str | None = None, threat: str | None = None) -> dict[str, Any]:
-    """Defend the victim's store, attack it, and return one result record."""
+def attack_defense(
+    prepared: PreparedAttack,
+    defense_spec: str | None = None,
+    threat: str | None = None,
+    *,
+    keep_predictions: bool = False,
+) -> dict[str, Any]:
+    """Defend the victim's store, attack it, and return one result record.
+
+    With ``keep_predictions`` the record gains ``"predictions"``: per target, the
+    true tags and the attacker's top-k tags with scores (see :func:`recovered_tags`).
+    """
     config = prepared.config
     defense_spec = config.defense if defense_spec is None else defense_spec
     threat = config.threat if threat is None else threat
@@ -363,7 +394,7 @@ def attack_defense(prepared: PreparedAttack, defense_spec: str | None = None, th
     if defended_targets.shape[1] == victim_dim:
         empirical_cosine = neighbourhood.mean_cosine(defended_targets, clean_targets)
 
-    return {
+    record = {
         "schema": RECORD_SCHEMA,
         "schema_version": RECORD_VERSION,
         "defense": defense.spec,
@@ -391,9 +422,14 @@ def attack_defense(prepared: PreparedAttack, defense_spec: str | None = None, th
         "created": utc_now(),
         "timings_s": {**prepared.timings, "defense_and_attack": time.perf_counter() - started},
     }
+    if keep_predictions:
+        record["predictions"] = recovered_tags(prepared, attacked, w)
+    return record
 
 
-def evaluate(config: EvalConfig, dataset: EmbeddingDataset | str = "default") -> dict[str, Any]:
+def evaluate(
+    config: EvalConfig, dataset: EmbeddingDataset | str = "default", *, keep_predictions: bool = False
+) -> dict[str, Any]:
     """Run SLImE against ``config.defense`` on ``dataset`` and return the result record.
 
     Example:
@@ -403,7 +439,7 @@ def evaluate(config: EvalConfig, dataset: EmbeddingDataset | str = "default") ->
     config.validate()
     make_defense(config.defense)  # fail on a bad spec before the slow preparation
     prepared = prepare(config, dataset)
-    return attack_defense(prepared)
+    return attack_defense(prepared, keep_predictions=keep_predictions)
 
 
 def canonical_defense(spec: str) -> str:

@@ -93,3 +93,26 @@ def test_eval_dataset_without_attacker_space(synthetic, tmp_path):
     np.savez(path, **{"victim/x": synthetic.space("victim/synthetic")})
     result = _run("eval", "--dataset", str(path), "--align-pairs", "100")
     _assert_one_line_error(result, "no 'attacker/...' space")
+
+
+def test_eval_writes_predictions_per_target(dataset_dir, tmp_path):
+    path = tmp_path / "recovered.jsonl"
+    result = _run_eval(dataset_dir, "--predictions", str(path), "--k", "3")
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert len(rows) == 150
+    assert set(rows[0]) == {"id", "caption", "true_tags", "recovered_tags"}
+    assert len(rows[0]["recovered_tags"]) == 3
+    scores = [score for _, score in rows[0]["recovered_tags"]]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_eval_table_shows_examples(dataset_dir):
+    result = _run_eval(dataset_dir, "--examples", "2")
+    assert "true:" in result.output
+    assert result.output.count("recovered:") == 2
+
+
+def test_eval_out_in_missing_folder(dataset_dir, tmp_path):
+    result = _run_eval(dataset_dir, "--out", str(tmp_path / "nope" / "run.json"))
+    _assert_one_line_error(result, "does not exist")

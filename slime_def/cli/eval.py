@@ -23,6 +23,7 @@ Examples:
   slime-def eval --defense gaussian
   slime-def eval --defense "gaussian(cosine=0.8)" --threat defended-pairs --seed 1
   slime-def eval --defense "quantize(bits=4)|random_projection(dim=256)" --out run.json
+  slime-def eval --defense "pca(dim=64)" --predictions recovered.jsonl --examples 10
   slime-def eval --dataset my.npz --metadata items.jsonl --defense none --format json
 """
 
@@ -76,6 +77,17 @@ def format_table(record: dict) -> str:
     return "\n".join(lines)
 
 
+def format_examples(rows: list[dict]) -> str:
+    """Render a few targets with their true tags and the attacker's recovered tags."""
+    lines = ["Examples (true tags -> tags the attacker recovered, with scores)"]
+    for row in rows:
+        recovered = ", ".join(f"{tag} {score:.2f}" for tag, score in row["recovered_tags"])
+        lines.append(f"  {row['id']}: {row['caption']!r}")
+        lines.append(f"    true: {', '.join(row['true_tags'])}")
+        lines.append(f"    recovered: {recovered}")
+    return "\n".join(lines)
+
+
 @click.command("eval", epilog=EPILOG)
 @click.option("--defense", default="none", show_default=True, metavar="SPEC",
               help="Defense spec, e.g. 'gaussian(sigma=0.05)' or 'quantize(bits=4)|pca(dim=128)'. "
@@ -87,11 +99,15 @@ def format_table(record: dict) -> str:
               help="Seeds the split, the defense's PRNG key and retriever training.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, metavar="FILE.json",
               help="Write the full JSON record here (atomically).")
-@click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
+@click.option("--force", is_flag=True, help="Overwrite --out and --predictions if they exist.")
+@click.option("--predictions", type=click.Path(dir_okay=False), default=None, metavar="FILE.jsonl",
+              help="Write each target's true tags and recovered tags with scores, one JSON line per target.")
+@click.option("--examples", type=click.IntRange(min=0), default=3, show_default=True,
+              help="Targets shown in the table with their true and recovered tags.")
 @click.option("--format", "output_format", type=click.Choice(["table", "json"]), default="table",
               show_default=True, help="What to print on standard output.")
 def eval_command(defense, dataset, metadata, victim_space, attacker_space, threat, retriever, aligner,
-                 align_pairs, auxiliary_fraction, k, seed, out, force, output_format):
+                 align_pairs, auxiliary_fraction, k, seed, out, force, predictions, examples, output_format):
     """Attack the defended victim vectors with SLImE; report leakage and utility.
 
     Leakage (tag recovery, true-item recall, neighbourhood overlap) is shown
@@ -105,8 +121,13 @@ def eval_command(defense, dataset, metadata, victim_space, attacker_space, threa
     from slime_def.evaluate.run import EvalConfig, evaluate
     from slime_def.records import to_json, write_atomic
 
-    if out is not None and Path(out).exists() and not force:
-        raise click.BadParameter(f"{out} already exists; choose another path or pass --force", param_hint="--out")
+    for option, path in (("--out", out), ("--predictions", predictions)):
+        if path is not None and Path(path).exists() and not force:
+            raise click.BadParameter(f"{path} already exists; choose another path or pass --force",
+                                     param_hint=option)
+        if path is not None and not Path(path).resolve().parent.is_dir():
+            raise click.BadParameter(f"folder {Path(path).parent} does not exist; create it first",
+                                     param_hint=option)
     config = EvalConfig(
         defense=defense, threat=threat, retriever=retriever, aligner=aligner, align_pairs=align_pairs,
         auxiliary_fraction=auxiliary_fraction, k=k, seed=seed, victim_space=victim_space,
@@ -115,14 +136,22 @@ def eval_command(defense, dataset, metadata, victim_space, attacker_space, threa
     config.validate()
     make_defense(defense)
     data = load_dataset(dataset, metadata=metadata)
-    record = evaluate(config, data)
+    record = evaluate(config, data, keep_predictions=True)
+    recovered = record.pop("predictions")
     record["dataset"]["source"] = dataset
     text = to_json(record)
     if out is not None:
         write_atomic(out, text + "\n", force=force)
+    if predictions is not None:
+        lines = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in recovered)
+        write_atomic(predictions, lines, force=force)
     if output_format == "json":
         click.echo(text)
-    else:
-        click.echo(format_table(json.loads(text)))
-        if out is not None:
-            click.echo(f"\nrecord written to {out}")
+        return
+    click.echo(format_table(json.loads(text)))
+    if examples:
+        step = max(1, len(recovered) // examples)  # spread the examples over the targets
+        click.echo("\n" + format_examples(recovered[::step][:examples]))
+    for label, path in (("record", out), ("predictions", predictions)):
+        if path is not None:
+            click.echo(f"{label} written to {path}")
