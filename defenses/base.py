@@ -297,5 +297,36 @@ def check_range(name: str, value, *, low=None, high=None, low_open=False, high_o
     if too_low or too_high:
         left = "(" if low_open else "["
         right = ")" if high_open else "]"
-        bounds = f"{left}{'-inf' if low is None else low}, {'inf' if high is None else high}{right}"
+        lower = "(-inf" if low is None else f"{left}{low}"
+        upper = "inf)" if high is None else f"{high}{right}"
+        bounds = f"{lower}, {upper}"
         raise ParameterError(f"{name} must be in {bounds}, got {value!r}{hint}")
+
+
+def resolved_spec(spec: str) -> str:
+    """Return ``spec`` with every defaulted parameter written out.
+
+    ``gaussian`` becomes ``gaussian(sigma=0.02, renormalize=True)``, so a record
+    states the exact setting even if a later version changes a default. Unset
+    defaults (``None``) are left out, and so is a default that would conflict with
+    the given parameters (``gaussian(cosine=0.9)`` gets no ``sigma``).
+    """
+    available_defenses()
+    parts = []
+    for part in parse_chain(spec):
+        defaults = DEFENSES.entries[part.name].defaults()
+        exact = {k: v for k, v in defaults.items() if type(v) in (bool, int, float, str)}
+        loose = {k: type(v).__mro__[1](v) for k, v in defaults.items()
+                 if type(v) not in (bool, int, float, str) and isinstance(v, (int, float, str))}
+        order = list(inspect.signature(DEFENSES.entries[part.name].factory).parameters)
+
+        def in_order(values: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+            return tuple((key, values[key]) for key in order if key in values)
+
+        resolved = Spec(part.name, in_order({**exact, **loose, **part.params}))
+        try:
+            _create_one(resolved)
+        except (SpecError, ParameterError):
+            resolved = Spec(part.name, in_order({**exact, **part.params}))
+        parts.append(resolved)
+    return format_spec(tuple(parts))

@@ -37,16 +37,20 @@ from slime_def.attack.retrieval import TagPredictions, make_retriever
 from slime_def.data.dataset import EmbeddingDataset
 from slime_def.data.readers import load_dataset
 from slime_def.defenses import make_defense
+from slime_def.defenses.base import resolved_spec
 from slime_def.errors import DatasetError, ParameterError, SpecError
 from slime_def.evaluate import leakage as leakage_metrics
 from slime_def.evaluate import neighbourhood, tags, utility
-from slime_def.evaluate.splits import Split, make_split
+from slime_def.evaluate.splits import MIN_TARGETS, Split, make_split
 from slime_def.records import package_versions, utc_now
 from slime_def.specs import format_spec, parse_chain
 
 logger = logging.getLogger(__name__)
 
 THREATS = ("clean-pairs", "defended-pairs")
+# Scores are fractions in [0, 1]. When the undefended attack beats its floor by
+# less than this, the normalised value divides by noise, so records flag it.
+LOW_HEADROOM = 0.02
 RECORD_SCHEMA = "slime-def/eval-record"
 RECORD_VERSION = 1
 
@@ -163,16 +167,15 @@ def prepare(config: EvalConfig, dataset: EmbeddingDataset | str = "default") -> 
     if victim_name == attacker_name:
         raise DatasetError(f"victim and attacker space are both {victim_name!r}; choose two different spaces")
     _check_tags(dataset)
+    # kNN overlap@k among the targets needs k neighbours besides the item itself.
     split = make_split(
         len(dataset), align_pairs=config.align_pairs, seed=config.seed,
-        auxiliary_fraction=config.auxiliary_fraction,
+        auxiliary_fraction=config.auxiliary_fraction, min_targets=max(MIN_TARGETS, config.k + 1),
+        targets_reason=f" (k={config.k} needs k + 1; lower --k to allow more pairs)",
     )
-    if config.k >= split.targets.size:
-        raise ParameterError(
-            f"k={config.k} needs more than {config.k} targets, but the split has {split.targets.size}; "
-            "lower k or align_pairs"
-        )
 
+    victim_norm = float(np.median(np.linalg.norm(dataset.space(victim_name), axis=1)))
+    attacker_norm = float(np.median(np.linalg.norm(dataset.space(attacker_name), axis=1)))
     victim = _normalize_rows(dataset.space(victim_name))
     attacker = _normalize_rows(dataset.space(attacker_name))
     all_tags = dataset.tags
@@ -205,6 +208,9 @@ def prepare(config: EvalConfig, dataset: EmbeddingDataset | str = "default") -> 
             "attacker_space": attacker_name,
             "victim_dim": int(victim.shape[1]),
             "attacker_dim": int(attacker.shape[1]),
+            # Both spaces are L2-normalised before anything else; these are the input norms.
+            "victim_median_norm": victim_norm,
+            "attacker_median_norm": attacker_norm,
         },
         split=split,
         victim=victim,
@@ -378,6 +384,7 @@ def attack_defense(
             "normalised": leakage_metrics.normalised_leakage(score, floor["floor"], ceiling),
             "random": floor["random"],
             "baseline": floor["baseline"],
+            "low_headroom": bool(ceiling - floor["floor"] < LOW_HEADROOM),
         }
 
     k = config.k
@@ -398,6 +405,7 @@ def attack_defense(
         "schema": RECORD_SCHEMA,
         "schema_version": RECORD_VERSION,
         "defense": defense.spec,
+        "defense_resolved": resolved_spec(defense.spec),
         "threat": threat,
         "retriever": prepared.retriever_spec,
         "aligner": prepared.aligner_spec,

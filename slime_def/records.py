@@ -53,6 +53,17 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def default_file_mode() -> int:
+    """Return the mode a new file gets under the process umask (0o644 for umask 022).
+
+    ``tempfile.mkstemp`` creates files readable by the owner only; atomic writes
+    restore this mode before renaming, so results stay readable by colleagues.
+    """
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def write_atomic(path: str | os.PathLike, text: str, *, force: bool = False) -> Path:
     """Write ``text`` to ``path`` atomically; refuse to replace a file unless ``force``.
 
@@ -70,6 +81,7 @@ def write_atomic(path: str | os.PathLike, text: str, *, force: bool = False) -> 
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, default_file_mode())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -88,9 +88,10 @@ def parse_spec(text: str) -> Spec:
         try:
             value = ast.literal_eval(keyword.value)
         except ValueError:
+            written = ast.get_source_segment(source, keyword.value) or "..."
             raise SpecError(
-                f"invalid value for {keyword.arg!r} in spec {text!r}: use a number, "
-                "a quoted string, True, False or None"
+                f"invalid value {written} for {keyword.arg!r} in spec {text!r}: use a number, "
+                f"a quoted string such as {keyword.arg}='{written}', True, False or None"
             ) from None
         kwargs.append((keyword.arg, value))
     return Spec(node.func.id, tuple(kwargs))

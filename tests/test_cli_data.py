@@ -301,3 +301,18 @@ def test_import_invalid_space_name(tmp_path, npy_files):
     result = invoke("data", "import", tmp_path / "out", "--space", f"victim clip={npy_files[0]}")
     assert_clean_error(result)
     assert "invalid space name 'victim clip'" in result.output
+
+
+def test_import_warns_without_roles_or_tags(tmp_path):
+    import numpy as np
+    from click.testing import CliRunner
+
+    from slime_def.cli import main
+
+    matrix = tmp_path / "clip.npy"
+    np.save(matrix, np.random.default_rng(0).standard_normal((5, 4)))
+    result = CliRunner().invoke(main, ["data", "import", str(tmp_path / "out"), "--space", f"clip={matrix}"])
+    assert result.exit_code == 0, result.output
+    assert "no 'victim/...' space" in result.output
+    assert "no 'attacker/...' space" in result.output
+    assert "no item has tags" in result.output

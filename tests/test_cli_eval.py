@@ -74,7 +74,7 @@ def test_eval_leaves_no_temporary_files(dataset_dir, tmp_path):
         (("--aligner", "cca"), ("unknown aligner 'cca'", "lstsq, procrustes, ridge")),
         (("--threat", "adaptive-ish"), ("clean-pairs", "defended-pairs")),
         (("--align-pairs", "0"), ("--align-pairs",)),
-        (("--align-pairs", "399"), ("align_pairs <= 395",)),
+        (("--align-pairs", "399"), ("--align-pairs) <= 388",)),
         (("--k", "0"), ("--k",)),
         (("--attacker-space", "attacker/clip"), ("'attacker/clip' not found", "attacker/synthetic")),
     ],
@@ -116,3 +116,24 @@ def test_eval_table_shows_examples(dataset_dir):
 def test_eval_out_in_missing_folder(dataset_dir, tmp_path):
     result = _run_eval(dataset_dir, "--out", str(tmp_path / "nope" / "run.json"))
     _assert_one_line_error(result, "does not exist")
+
+
+def test_eval_notes_non_unit_inputs(synthetic, tmp_path):
+    path = tmp_path / "scaled.npz"
+    np.savez(path, **{name: 60.0 * m for name, m in synthetic.spaces.items()}, ids=np.array(synthetic.ids))
+    metadata = tmp_path / "items.jsonl"
+    metadata.write_text("".join(json.dumps({"id": i, **item}) + "\n" for i, item in zip(synthetic.ids, synthetic.items)))
+    result = _run("eval", "--dataset", str(path), "--metadata", str(metadata), "--align-pairs", "100")
+    assert result.exit_code == 0, result.output
+    assert "not unit-norm (median norm 60)" in result.output
+
+
+def test_eval_record_file_is_readable_by_group(dataset_dir, tmp_path):
+    import os
+    import stat
+
+    out = tmp_path / "run.json"
+    _run_eval(dataset_dir, "--out", str(out))
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~mask

@@ -644,3 +644,27 @@ def test_default_dataset_missing(monkeypatch, tmp_path):
     monkeypatch.setattr("slime_def.data.readers.default_dataset_path", lambda: tmp_path)
     with pytest.raises(DatasetError, match="the default dataset is missing from this installation"):
         load_dataset("default")
+
+
+def test_npz_without_ids_takes_metadata_in_line_order(tmp_path):
+    import json
+
+    path = tmp_path / "no_ids.npz"
+    rng = np.random.default_rng(0)
+    np.savez(path, **{"victim/a": rng.standard_normal((3, 4)), "attacker/b": rng.standard_normal((3, 2))})
+    metadata = tmp_path / "items.jsonl"
+    rows = [{"id": name, "tags": [name]} for name in ("x", "y", "z")]
+    metadata.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    dataset = load_dataset(path, metadata=metadata)
+    assert dataset.ids == ["x", "y", "z"]
+    assert dataset.tags == [["x"], ["y"], ["z"]]
+    assert "ids_from_row_numbers" not in dataset.manifest
+
+
+def test_npz_without_ids_rejects_line_count_mismatch(tmp_path):
+    path = tmp_path / "no_ids.npz"
+    np.savez(path, **{"victim/a": np.ones((3, 4))})
+    metadata = tmp_path / "items.jsonl"
+    metadata.write_text('{"id": "x"}\n{"id": "y"}\n')
+    with pytest.raises(DatasetError, match="2 metadata lines for 3 embedding rows"):
+        load_dataset(path, metadata=metadata)

@@ -119,5 +119,30 @@ def test_dataset_without_tags_is_rejected(synthetic):
 
 
 def test_k_larger_than_targets_is_rejected(synthetic):
-    with pytest.raises(ParameterError, match="lower k"):
+    with pytest.raises(ParameterError, match=r"151 targets are needed .k=150 needs k \+ 1"):
         prepare(dataclasses.replace(CONFIG, k=150), synthetic)
+
+
+def test_record_resolves_default_parameters(prepared):
+    record = attack_defense(prepared, "gaussian")
+    assert record["defense"] == "gaussian"
+    assert record["defense_resolved"] == "gaussian(sigma=0.02, renormalize=True)"
+
+
+def test_low_headroom_is_flagged(synthetic):
+    record = evaluate(dataclasses.replace(CONFIG, align_pairs=2), synthetic)
+    for metric, entry in record["leakage"].items():
+        expected = entry["ceiling"] - entry["floor"] < 0.02
+        assert entry["low_headroom"] == expected, metric
+
+
+def test_input_norms_are_recorded(synthetic):
+    scaled = EmbeddingDataset(
+        ids=synthetic.ids,
+        spaces={name: 60.0 * matrix for name, matrix in synthetic.spaces.items()},
+        items=synthetic.items,
+    )
+    record = evaluate(CONFIG, scaled)
+    assert record["dataset"]["victim_median_norm"] == pytest.approx(60.0, rel=1e-4)
+    baseline = evaluate(CONFIG, synthetic)
+    assert record["leakage"]["recall@1"]["score"] == pytest.approx(baseline["leakage"]["recall@1"]["score"])

@@ -28,5 +28,5 @@ def test_split_rejects_impossible_pair_counts(align_pairs):
 
 
 def test_split_error_names_largest_valid_pair_count():
-    with pytest.raises(ParameterError, match="align_pairs <= 295"):
+    with pytest.raises(ParameterError, match=r"align_pairs \(--align-pairs\) <= 295"):
         make_split(300, align_pairs=299, seed=0)

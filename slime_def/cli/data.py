@@ -135,3 +135,13 @@ def import_command(out, spaces, metadata, name, licence, force):
     dataset = from_files(pairs, metadata=metadata, manifest=manifest)
     save_dataset(dataset, out, overwrite=force)
     click.echo(f"wrote {len(dataset)} items with spaces {', '.join(dataset.space_names)} to {out}")
+    for role in ("victim", "attacker"):
+        if not dataset.spaces_with_role(role):
+            click.echo(
+                f"warning: no '{role}/...' space; `slime-def eval` needs one (name spaces like "
+                f"{role}/MODEL, or pass --{role}-space NAME to eval)",
+                err=True,
+            )
+    if not any(dataset.tags):
+        click.echo("warning: no item has tags; `slime-def eval` needs a 'tags' list per item in --metadata",
+                   err=True)

@@ -41,7 +41,7 @@ def format_table(record: dict) -> str:
     props = record["defense_properties"]
     sizes = record["split"]
     lines = [
-        f"defense   {record['defense']}",
+        f"defense   {record['defense_resolved']}",
         f"threat    {record['threat']}    retriever {record['retriever']}    aligner {record['aligner']}"
         f"    seed {record['seed']}",
         f"dataset   {data['name'] or data['origin']}  {data['n_items']} items  {data['fingerprint'][:19]}...",
@@ -55,15 +55,23 @@ def format_table(record: dict) -> str:
 
     if record.get("attacker_note"):
         lines.append(f"note      attacker {record['attacker_note']}")
+    for role in ("victim", "attacker"):
+        norm = data.get(f"{role}_median_norm")
+        if norm is not None and abs(norm - 1.0) > 1e-3:
+            lines.append(f"note      {role} vectors are not unit-norm (median norm {norm:.3g}); "
+                         "eval L2-normalises them first")
+    low_headroom = False
     lines += ["", f"{'Leakage (higher = more leaked)':34}{'score':>8}{'floor':>8}{'ceiling':>8}{'normalised':>11}"]
     for key, label in HEADLINE:
         entry = record["leakage"].get(key.format(k=k))
         if entry is None:
             continue
+        flag = " !" if entry.get("low_headroom") else ""
         lines.append(
             f"  {label.format(k=k):32}{_fmt(entry['score'])}{_fmt(entry['floor'])}"
-            f"{_fmt(entry['ceiling'])}{_fmt(entry['normalised'], 11, 2)}"
+            f"{_fmt(entry['ceiling'])}{_fmt(entry['normalised'], 11, 2)}{flag}"
         )
+        low_headroom = low_headroom or bool(flag)
 
     lines += ["", f"{'Utility (defended targets)':34}{'score':>8}{'clean':>8}"]
     for key, entry in record["utility"].items():
@@ -74,6 +82,11 @@ def format_table(record: dict) -> str:
         "floor = max(attacker given random vectors, mean-vector or most-frequent-tags baseline);",
         "ceiling = no defense; normalised = (score - floor) / (ceiling - floor).",
     ]
+    if low_headroom:
+        lines.append(
+            "! the ceiling is within 0.02 of the floor: even undefended, the attack barely beats its "
+            "baseline on this metric, so the normalised value is unreliable ('-' when there is no headroom)."
+        )
     return "\n".join(lines)
 
 

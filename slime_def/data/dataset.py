@@ -32,6 +32,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from slime_def.errors import DatasetError
+from slime_def.records import default_file_mode
 
 FORMAT_NAME = "slime-def-dataset"
 FORMAT_VERSION = 1
@@ -342,6 +343,7 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, default_file_mode())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -419,7 +421,7 @@ def read_jsonl_numbered(path: str | os.PathLike) -> list[tuple[int, dict[str, An
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise DatasetError(f"{path}:{number}: invalid JSON ({exc.msg}); fix or remove that line") from None
+                raise DatasetError(f"{path}:{number}: invalid JSON ({exc.msg} at column {exc.colno}); fix or remove that line") from None
             if not isinstance(record, dict):
                 raise DatasetError(f"{path}:{number}: expected a JSON object, got {type(record).__name__}")
             records.append((number, record))

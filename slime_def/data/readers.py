@@ -84,9 +84,29 @@ def load_dataset(
             dataset = load_dataset_dir(path, verify=verify)
         else:
             dataset = _load_file(path)
+            if metadata is not None and dataset.manifest.get("ids_from_row_numbers"):
+                return _attach_in_line_order(dataset, metadata)
     if metadata is not None:
         dataset = join_metadata(dataset, metadata)
     return dataset
+
+
+def _attach_in_line_order(dataset: EmbeddingDataset, metadata: str | os.PathLike) -> EmbeddingDataset:
+    """Attach metadata to a file that stores no ids: line i of the JSONL describes row i."""
+    numbered = read_jsonl_numbered(metadata)
+    if len(numbered) != len(dataset):
+        raise DatasetError(
+            f"{metadata}: {len(numbered)} metadata lines for {len(dataset)} embedding rows in "
+            f"{dataset.origin}, which stores no ids, so line i must describe row i and the counts must "
+            "match; or store ids in the embedding file (an 'ids' array in .npz, the metadata key 'ids' "
+            "in .safetensors, an 'id' column in .parquet)"
+        )
+    ids = _ids_in_line_order(numbered, metadata)
+    manifest = {key: value for key, value in dataset.manifest.items() if key != "ids_from_row_numbers"}
+    return EmbeddingDataset(
+        ids=ids, spaces=dataset.spaces, items=[record for _, record in numbered], manifest=manifest,
+        origin=dataset.origin,
+    )
 
 
 def _check_nonempty(path: Path) -> None:
@@ -115,12 +135,14 @@ def _load_file(path: Path) -> EmbeddingDataset:
     if not spaces:
         raise DatasetError(f"{path}: no 2-D embedding arrays found; store each space as an (N, d) array")
     n = _common_rows(spaces, path)
+    manifest: dict[str, Any] = {"name": path.stem}
     if ids is None:
         ids = [str(i) for i in range(n)]
+        manifest["ids_from_row_numbers"] = True
     _check_id_count(ids, n, path)
     if items is None:
         items = [{} for _ in range(n)]
-    return EmbeddingDataset(ids=ids, spaces=spaces, items=items, manifest={"name": path.stem}, origin=str(path))
+    return EmbeddingDataset(ids=ids, spaces=spaces, items=items, manifest=manifest, origin=str(path))
 
 
 def _check_id_count(ids: list, rows: int, path: Path) -> None:
