@@ -20,6 +20,13 @@ Rules, applied in this order to a caption:
    that were never tagged in SemCor, count as nouns. The counts come from
    WordNet's ``index.sense``. "A sleeping capybara" gives "capybara" and not
    "sleeping", because the verb "sleep" outweighs the noun "sleeping".
+   A phrase head is a noun too: a token with a noun base form that ends a
+   phrase (its clause ends, or a preposition, conjunction or copula follows)
+   opened by an article, unless
+   it reads mainly as an adjective or is an "-ing" participle. "A colorful
+   bow." gives "bow", although the verb "bow" outweighs the noun, because
+   English noun phrases end on their head noun. Clauses end at . ! ? ; : and
+   brackets.
 4. Lemma: the noun base form with the highest count, the first one found by
    WordNet's morphology (``morphy``) on a tie: "cherries" gives "cherry".
 
@@ -91,7 +98,7 @@ STOPWORDS = frozenset(
     a an the and or but nor so yet if then than that this these those there here
     of in on at by for with without from to into onto upon over under above below
     about around across after before behind beside between through during until
-    up down out off as like near
+    up down out off as like near inside outside
     is are was were be been being am do does did done have has had having will
     would shall should can could may might must let lets
     i me my mine we us our ours you your yours he him his she her hers it its
@@ -105,6 +112,19 @@ STOPWORDS = frozenset(
     something someone everyone everything anyone anything nobody nothing
     """.split()
 )
+
+ARTICLES = frozenset({"a", "an", "the"})
+# Words that can follow a noun phrase's head: prepositions, conjunctions, copulas.
+# Pronouns are left out, since "the light means you" has a verb before "you".
+PHRASE_ENDERS = frozenset(
+    """
+    and or but nor of in on at by for with without from to into onto upon over under
+    above below about around across after before behind beside between through during
+    until inside outside near like as is are was were
+    """.split()
+)
+# Sentence and clause punctuation: a noun phrase never runs across these.
+_CLAUSE_BREAK = re.compile(r"[.!?;:()\[\]]+")
 
 _WORD = re.compile(r"[a-z]+(?:-[a-z]+)*")
 
@@ -260,10 +280,16 @@ class Tagger:
         return None
 
     def caption_tags(self, caption: str) -> list[str]:
-        """Return the noun tags of a caption (rules 1-4)."""
-        words = tokenize(caption)
+        """Return the noun tags of a caption (rules 1-4), clause by clause."""
+        tags: list[str] = []
+        for clause in _CLAUSE_BREAK.split(caption):
+            tags.extend(self._clause_tags(tokenize(clause)))
+        return _dedupe(tags)
+
+    def _clause_tags(self, words: list[str]) -> list[str]:
         tags: list[str] = []
         index = 0
+        after_article = False
         while index < len(words):
             for length in (3, 2):
                 run = words[index:index + length]
@@ -274,10 +300,27 @@ class Tagger:
                     break
             else:
                 word = words[index]
-                if self.is_noun(word):
+                if word in STOPWORDS:
+                    after_article = word in ARTICLES
+                phrase_final = index + 1 == len(words) or words[index + 1] in PHRASE_ENDERS
+                if self.is_noun(word) or (after_article and phrase_final and self.is_phrase_head(word)):
                     tags.append(_tag_text(self.noun_lemma(word)))
                 index += 1
-        return _dedupe(tags)
+        return tags
+
+    def is_phrase_head(self, word: str) -> bool:
+        """Apply the phrase-head part of rule 3 to a token that ends an article's phrase.
+
+        The token needs a noun base form, an adjective count no larger than its
+        noun count ("red" stays out of "a red and white flower"), and must not be
+        a participle ("dancing" in "a woman dancing in a gown").
+        """
+        if word in STOPWORDS or len(word) < 2 or not self._bases(word, "n"):
+            return False
+        if self._best_count(word, "a") > self._best_count(word, "n"):
+            return False
+        verb_bases = self._bases(word, "v")
+        return not (word.endswith("ing") and verb_bases and word not in verb_bases)
 
     def category_tags(self, words: Iterable[str]) -> list[str]:
         """Return tags from folder or category words, split on ``_``, ``-`` and spaces."""
