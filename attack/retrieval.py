@@ -71,16 +71,21 @@ def build_vocabulary(tags: Sequence[Sequence[str]]) -> tuple[str, ...]:
     return tuple(sorted({tag for item in tags for tag in item}))
 
 
-def tag_matrix(tags: Sequence[Sequence[str]], vocabulary: Sequence[str]) -> np.ndarray:
-    """Return the (M, V) float32 multi-hot matrix of ``tags``; unknown tags are dropped."""
+def tag_matrix(tags: Sequence[Sequence[str]], vocabulary: Sequence[str], dtype=np.float32) -> np.ndarray:
+    """Return the (M, V) multi-hot matrix of ``tags``; unknown tags are dropped."""
+    return sparse_tag_matrix(tags, vocabulary).toarray().astype(dtype, copy=False)
+
+
+def sparse_tag_matrix(tags: Sequence[Sequence[str]], vocabulary: Sequence[str]) -> sparse.csr_matrix:
+    """Return the (M, V) multi-hot matrix of ``tags`` in CSR form; unknown tags are dropped."""
     column = {tag: j for j, tag in enumerate(vocabulary)}
-    matrix = np.zeros((len(tags), len(vocabulary)), dtype=np.float32)
+    rows, cols = [], []
     for i, item in enumerate(tags):
-        for tag in item:
-            j = column.get(tag)
-            if j is not None:
-                matrix[i, j] = 1.0
-    return matrix
+        for j in sorted({column[tag] for tag in item if tag in column}):
+            rows.append(i)
+            cols.append(j)
+    values = np.ones(len(rows), dtype=np.float32)
+    return sparse.csr_matrix((values, (rows, cols)), shape=(len(tags), len(vocabulary)))
 
 
 def _normalize_rows(x: np.ndarray) -> np.ndarray:
@@ -100,7 +105,7 @@ def knn(neighbours: int = 10) -> Retriever:
 
         del seed  # exact search has no randomness
         vocabulary = build_vocabulary(aux_tags)
-        labels = sparse.csr_matrix(tag_matrix(aux_tags, vocabulary))
+        labels = sparse_tag_matrix(aux_tags, vocabulary)
         index = faiss.IndexFlatIP(aux.shape[1])
         index.add(_normalize_rows(aux))
         count = min(neighbours, index.ntotal)
@@ -126,12 +131,13 @@ def knn(neighbours: int = 10) -> Retriever:
 @RETRIEVERS.register("mlp")
 def mlp(
     hidden: int = 512,
-    learning_rate: float = 1e-3,
+    learning_rate: float = 1e-2,
     weight_decay: float = 1e-4,
     max_epochs: int = 200,
-    patience: int = 10,
+    patience: int = 20,
     batch_size: int = 64,
     validation_fraction: float = 0.15,
+    dropout: float = 0.1,
 ) -> Retriever:
     """Build a Flax MLP tag head, trained on the auxiliary collection with early stopping."""
     from slime_def.attack import tag_head
@@ -144,11 +150,12 @@ def mlp(
         patience=patience,
         batch_size=batch_size,
         validation_fraction=validation_fraction,
+        dropout=dropout,
     )
 
     def train(aux: np.ndarray, aux_tags: Sequence[Sequence[str]], *, seed: int = 0):
         vocabulary = build_vocabulary(aux_tags)
-        labels = tag_matrix(aux_tags, vocabulary)
+        labels = tag_matrix(aux_tags, vocabulary, dtype=np.uint8)
         head = tag_head.train_head(_normalize_rows(aux), labels, config, seed=seed)
 
         def predict(queries: np.ndarray) -> TagPredictions:

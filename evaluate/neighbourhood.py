@@ -23,6 +23,10 @@ TIE_TOLERANCE = 1e-9
 # its memory to about 8 * _QUERY_BLOCK * N bytes.
 _QUERY_BLOCK = 1024
 
+# Rows checked, normalised and passed to faiss at once in knn_indices, so a large matrix is
+# never copied whole: memory stays near the input plus faiss's own copy of the database.
+_ROW_BLOCK = 8192
+
 
 def _check_matrix(x: np.ndarray, name: str) -> np.ndarray:
     """Return ``x`` as a C-contiguous float32 (N, d) array, or raise ValueError."""
@@ -34,10 +38,31 @@ def _check_matrix(x: np.ndarray, name: str) -> np.ndarray:
     if not np.issubdtype(array.dtype, np.number) or np.iscomplexobj(array):
         raise ValueError(f"{name} must contain real numbers, got dtype {array.dtype}.")
     array = np.ascontiguousarray(array, dtype=np.float32)
-    if not np.all(np.isfinite(array)):
-        bad_row = int(np.argwhere(~np.isfinite(array))[0, 0])
-        raise ValueError(f"{name} contains NaN or infinite values (first in row {bad_row}). Fix or drop those rows.")
+    for start in range(0, array.shape[0], _ROW_BLOCK):
+        finite = np.isfinite(array[start : start + _ROW_BLOCK])
+        if not finite.all():
+            bad_row = start + int(np.argwhere(~finite)[0, 0])
+            raise ValueError(
+                f"{name} contains NaN or infinite values (first in row {bad_row}). Fix or drop those rows."
+            )
     return array
+
+
+def _normalised_blocks(array: np.ndarray, name: str):
+    """Yield unit-norm float32 copies of consecutive row blocks of a checked (N, d) array.
+
+    Norms are accumulated in float64, as in :func:`_normalise_rows`.
+    """
+    for start in range(0, array.shape[0], _ROW_BLOCK):
+        block = array[start : start + _ROW_BLOCK]
+        norms = np.sqrt(np.einsum("ij,ij->i", block, block, dtype=np.float64))
+        zero_rows = np.flatnonzero(norms == 0.0)
+        if zero_rows.size:
+            raise ValueError(
+                f"{name} has a zero-norm row (first: row {start + int(zero_rows[0])}), "
+                "so cosine similarity is undefined. Drop or replace those rows."
+            )
+        yield (block / norms[:, None]).astype(np.float32, copy=False)
 
 
 def _normalise_rows(x: np.ndarray, name: str, dtype: type = np.float32) -> np.ndarray:
@@ -103,15 +128,15 @@ def knn_indices(
         ParameterError: k out of range.
         ValueError: arrays of the wrong shape, with non-finite values or zero-norm rows.
     """
-    database = _normalise_rows(_check_matrix(x, "x"), "x")
+    database = _check_matrix(x, "x")
     n_items, dim = database.shape
     search_self = queries is None
     drop_self = search_self and exclude_self
 
     if search_self:
-        query_vectors = database
+        query_vectors, query_name = database, "x"
     else:
-        query_vectors = _normalise_rows(_check_matrix(queries, "queries"), "queries")
+        query_vectors, query_name = _check_matrix(queries, "queries"), "queries"
         if query_vectors.shape[1] != dim:
             raise ValueError(
                 f"queries and x must have the same dimension, got {query_vectors.shape[1]} and {dim}."
@@ -121,9 +146,12 @@ def knn_indices(
     k = _check_k(k, 1, high, f"{'excluding each item from its own list, ' if drop_self else ''}N={n_items} rows")
 
     index = faiss.IndexFlatIP(dim)
-    index.add(database)
-    _, found = index.search(query_vectors, k + 1 if drop_self else k)
-    found = found.astype(np.int64, copy=False)
+    for block in _normalised_blocks(database, "x"):
+        index.add(block)
+    width = k + 1 if drop_self else k
+    found = np.concatenate(
+        [index.search(block, width)[1] for block in _normalised_blocks(query_vectors, query_name)]
+    ).astype(np.int64, copy=False)
     if not drop_self:
         return found
 
