@@ -65,6 +65,9 @@ class Retriever(NamedTuple):
 
 RETRIEVERS: Registry[Retriever] = Registry("retriever")
 
+# Auxiliary rows normalised and added to the faiss index at once.
+ROW_BLOCK = 8192
+
 
 def build_vocabulary(tags: Sequence[Sequence[str]]) -> tuple[str, ...]:
     """Return the sorted set of tags in a collection."""
@@ -73,7 +76,10 @@ def build_vocabulary(tags: Sequence[Sequence[str]]) -> tuple[str, ...]:
 
 def tag_matrix(tags: Sequence[Sequence[str]], vocabulary: Sequence[str], dtype=np.float32) -> np.ndarray:
     """Return the (M, V) multi-hot matrix of ``tags``; unknown tags are dropped."""
-    return sparse_tag_matrix(tags, vocabulary).toarray().astype(dtype, copy=False)
+    coo = sparse_tag_matrix(tags, vocabulary).tocoo()
+    matrix = np.zeros(coo.shape, dtype=dtype)
+    matrix[coo.row, coo.col] = 1
+    return matrix
 
 
 def sparse_tag_matrix(tags: Sequence[Sequence[str]], vocabulary: Sequence[str]) -> sparse.csr_matrix:
@@ -107,7 +113,9 @@ def knn(neighbours: int = 10) -> Retriever:
         vocabulary = build_vocabulary(aux_tags)
         labels = sparse_tag_matrix(aux_tags, vocabulary)
         index = faiss.IndexFlatIP(aux.shape[1])
-        index.add(_normalize_rows(aux))
+        # Normalised block by block, so only faiss's own copy of the collection is whole.
+        for start in range(0, len(aux), ROW_BLOCK):
+            index.add(_normalize_rows(aux[start : start + ROW_BLOCK]))
         count = min(neighbours, index.ntotal)
 
         def predict(queries: np.ndarray) -> TagPredictions:
@@ -156,10 +164,10 @@ def mlp(
     def train(aux: np.ndarray, aux_tags: Sequence[Sequence[str]], *, seed: int = 0):
         vocabulary = build_vocabulary(aux_tags)
         labels = tag_matrix(aux_tags, vocabulary, dtype=np.uint8)
-        head = tag_head.train_head(_normalize_rows(aux), labels, config, seed=seed)
+        head = tag_head.train_head(aux, labels, config, seed=seed)  # normalises rows itself
 
         def predict(queries: np.ndarray) -> TagPredictions:
-            return TagPredictions(vocabulary, head.predict(_normalize_rows(queries)))
+            return TagPredictions(vocabulary, head.predict(queries))
 
         return predict
 

@@ -124,14 +124,22 @@ def _held_out_r_precision(model, params, x, y, rows):
     return jnp.sum(jnp.where(tagged, hits / jnp.maximum(n_true, 1.0), 0.0)) / jnp.maximum(tagged.sum(), 1)
 
 
+def _unit_rows(x: jax.Array) -> jax.Array:
+    return x / jnp.maximum(jnp.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+# Donating the input lets XLA normalise in place, so training holds one device copy.
+_normalize_donated = jax.jit(_unit_rows, donate_argnums=0)
+
+
 @functools.partial(jax.jit, static_argnames=("model",))
 def _probabilities(model, params, x):
-    return jax.nn.sigmoid(model.apply({"params": params}, x, train=False))
+    return jax.nn.sigmoid(model.apply({"params": params}, _unit_rows(x), train=False))
 
 
 @dataclasses.dataclass
 class TrainedHead:
-    """A trained head; ``predict`` returns (Q, V) float32 tag probabilities."""
+    """A trained head; ``predict`` maps (Q, n) vectors, L2-normalised inside, to (Q, V) probabilities."""
 
     model: TagMLP
     params: dict
@@ -149,6 +157,8 @@ class TrainedHead:
 def train_head(x: np.ndarray, labels: np.ndarray, config: HeadConfig, *, seed: int) -> TrainedHead:
     """Train a tag head on ``x`` (M, n) float32 and multi-hot ``labels`` (M, V).
 
+    Rows of ``x`` are L2-normalised inside, on the device copy.
+
     Args:
       labels: 0/1 values of any numeric dtype; stored as uint8 for training.
 
@@ -162,7 +172,7 @@ def train_head(x: np.ndarray, labels: np.ndarray, config: HeadConfig, *, seed: i
     order = rng.permutation(m)
     n_val = int(round(config.validation_fraction * m)) if m >= 10 else 0
     val_rows, train_rows = order[:n_val], order[n_val:]
-    x_all = jnp.asarray(x, jnp.float32)
+    x_all = _normalize_donated(jnp.array(x, jnp.float32))
     y_all = jnp.asarray(labels, jnp.uint8)
     val_index = jnp.asarray(val_rows, jnp.int32)
 
