@@ -89,9 +89,14 @@ def _optimizer(learning_rate: float, weight_decay: float) -> optax.GradientTrans
     return optax.adamw(learning_rate, weight_decay=weight_decay)
 
 
+def _unit_rows(x: jax.Array) -> jax.Array:
+    return x / jnp.maximum(jnp.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
 def _batch_loss(model: TagMLP, params, x: jax.Array, y: jax.Array, *, train: bool, key=None) -> jax.Array:
     rngs = {"dropout": key} if train else None
-    logits = model.apply({"params": params}, x, train=train, rngs=rngs)
+    # Rows are normalised per batch, so training never holds a normalised copy of the collection.
+    logits = model.apply({"params": params}, _unit_rows(x), train=train, rngs=rngs)
     return optax.sigmoid_binary_cross_entropy(logits, y.astype(jnp.float32)).mean()
 
 
@@ -115,21 +120,13 @@ def _train_epoch(model, optimizer, params, opt_state, x, y, batches, key):
 @functools.partial(jax.jit, static_argnames=("model",))
 def _held_out_r_precision(model, params, x, y, rows):
     """Return the mean R-precision over held-out items that have at least one tag."""
-    logits = model.apply({"params": params}, x[rows], train=False)
+    logits = model.apply({"params": params}, _unit_rows(x[rows]), train=False)
     truth = y[rows].astype(jnp.float32)
     n_true = truth.sum(axis=1)
     ranks = jnp.argsort(jnp.argsort(-logits, axis=1), axis=1)  # 0 = best-scored tag
     hits = (truth * (ranks < n_true[:, None])).sum(axis=1)
     tagged = n_true > 0
     return jnp.sum(jnp.where(tagged, hits / jnp.maximum(n_true, 1.0), 0.0)) / jnp.maximum(tagged.sum(), 1)
-
-
-def _unit_rows(x: jax.Array) -> jax.Array:
-    return x / jnp.maximum(jnp.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-
-# Donating the input lets XLA normalise in place, so training holds one device copy.
-_normalize_donated = jax.jit(_unit_rows, donate_argnums=0)
 
 
 @functools.partial(jax.jit, static_argnames=("model",))
@@ -157,7 +154,7 @@ class TrainedHead:
 def train_head(x: np.ndarray, labels: np.ndarray, config: HeadConfig, *, seed: int) -> TrainedHead:
     """Train a tag head on ``x`` (M, n) float32 and multi-hot ``labels`` (M, V).
 
-    Rows of ``x`` are L2-normalised inside, on the device copy.
+    Rows of ``x`` are L2-normalised inside, batch by batch.
 
     Args:
       labels: 0/1 values of any numeric dtype; stored as uint8 for training.
@@ -172,13 +169,13 @@ def train_head(x: np.ndarray, labels: np.ndarray, config: HeadConfig, *, seed: i
     order = rng.permutation(m)
     n_val = int(round(config.validation_fraction * m)) if m >= 10 else 0
     val_rows, train_rows = order[:n_val], order[n_val:]
-    x_all = _normalize_donated(jnp.array(x, jnp.float32))
+    x_all = jnp.asarray(x, jnp.float32)
     y_all = jnp.asarray(labels, jnp.uint8)
     val_index = jnp.asarray(val_rows, jnp.int32)
 
     model = TagMLP(config.hidden, v, config.dropout)
     init_key, key = jax.random.split(jax.random.key(seed))
-    params = model.init(init_key, x_all[:1], train=False)["params"]
+    params = model.init(init_key, _unit_rows(x_all[:1]), train=False)["params"]
     optimizer = _optimizer(float(config.learning_rate), float(config.weight_decay))
     opt_state = optimizer.init(params)
 
