@@ -14,11 +14,11 @@ from __future__ import annotations
 import io
 import math
 import os
-import tempfile
 from pathlib import Path
 
 from slime_def.errors import SlimeDefError
 from slime_def.evaluate.summary import ComparisonSummary
+from slime_def.records import write_bytes_atomic
 
 FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
 FRONTIER_LABEL = "Pareto frontier"
@@ -155,19 +155,7 @@ def save_figure(figure, path: str | os.PathLike, *, force: bool = False) -> Path
         raise PlotError(f"folder {path.parent} does not exist; create it first")
     buffer = io.BytesIO()
     figure.savefig(buffer, format=kind, dpi=150, metadata=_METADATA[kind])
-    _write_bytes_atomic(path, buffer.getvalue())
+    write_bytes_atomic(path, buffer.getvalue())
     return path
 
 
-def _write_bytes_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

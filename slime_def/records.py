@@ -64,6 +64,27 @@ def default_file_mode() -> int:
     return 0o666 & ~mask
 
 
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to a temporary file beside ``path``, fsync it, and rename it into place.
+
+    The file gets the mode a plain ``open`` would give under the process umask.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, default_file_mode())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
 def write_atomic(path: str | os.PathLike, text: str, *, force: bool = False) -> Path:
     """Write ``text`` to ``path`` atomically; refuse to replace a file unless ``force``.
 
@@ -75,16 +96,4 @@ def write_atomic(path: str | os.PathLike, text: str, *, force: bool = False) -> 
         raise SlimeDefError(f"{path} already exists; choose another path or pass --force to overwrite it")
     if not path.parent.exists():
         raise SlimeDefError(f"folder {path.parent} does not exist; create it first")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, default_file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return write_bytes_atomic(path, text.encode("utf-8"))

@@ -25,14 +25,13 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import numpy as np
 
 from slime_def.errors import DatasetError
-from slime_def.records import default_file_mode
+from slime_def.records import write_bytes_atomic
 
 FORMAT_NAME = "slime-def-dataset"
 FORMAT_VERSION = 1
@@ -337,18 +336,7 @@ def fingerprint(dataset: EmbeddingDataset) -> str:
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, default_file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_bytes_atomic(path, data)
 
 
 def save_dataset(dataset: EmbeddingDataset, directory: str | os.PathLike, *, overwrite: bool = False) -> Path:
