@@ -7,6 +7,16 @@ The shaded band and error bars show the spread over seeds: a t-based 95%
 interval with 3 or more seeds, else min-max. Horizontal lines mark the leakage floor and ceiling, 0 and
 1 for normalised leakage, and black rings with a dashed line mark the Pareto
 frontier across all defenses of the panel.
+
+Bands and error bars are clipped to the metric's valid range, [0, 1] for
+utility and raw leakage scores; normalised leakage has no bounds. The legend
+sits below the axes. Point labels that would land within
+:data:`LABEL_MIN_DISTANCE` of an earlier label in the panel are left out.
+
+When normalised leakage is undefined for every setting (the undefended
+attack's ceiling does not exceed its floor), :func:`plot_summaries` raises
+:class:`PlotError` instead of drawing empty panels; a single empty panel among
+drawn ones gets a note in its place.
 """
 
 from __future__ import annotations
@@ -22,6 +32,14 @@ from slime_def.records import write_bytes_atomic
 
 FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
 FRONTIER_LABEL = "Pareto frontier"
+# Fraction of the panel's data range (Euclidean, after scaling each axis to [0, 1])
+# within which a point's label is dropped because an earlier label is that close.
+LABEL_MIN_DISTANCE = 0.04
+UNIT_RANGE = (0.0, 1.0)
+UNDEFINED_MESSAGE = (
+    "normalised leakage is undefined for every setting, because the undefended attack's ceiling "
+    "does not exceed its floor; plot raw scores with --raw"
+)
 # Drop the creation date so the same store gives the same SVG and PDF bytes.
 _METADATA = {"svg": {"Date": None}, "pdf": {"CreationDate": None}, "png": {}}
 
@@ -59,6 +77,10 @@ def plot_summaries(summaries: list[ComparisonSummary], *, annotate: bool = True)
 
     if not summaries:
         raise PlotError("nothing to plot: no records left after filtering")
+    if not any(_plottable(setting) for summary in summaries for setting in summary.settings):
+        if any(summary.leakage_undefined for summary in summaries):
+            raise PlotError(f"nothing to plot: {UNDEFINED_MESSAGE}")
+        raise PlotError("nothing to plot: no setting has values for both the leakage and the utility metric")
     columns = min(2, len(summaries))
     rows = math.ceil(len(summaries) / columns)
     figure = Figure(figsize=(7.5 * columns, 5.5 * rows), layout="constrained")
@@ -70,30 +92,41 @@ def plot_summaries(summaries: list[ComparisonSummary], *, annotate: bool = True)
     return figure
 
 
+def _plottable(setting) -> bool:
+    return not (math.isnan(setting.utility.mean) or math.isnan(setting.leakage.mean))
+
+
 def _draw_panel(ax, summary: ComparisonSummary, annotate: bool) -> None:
     k = summary.comparison.k
     choice = summary.choice
     cycle = [entry["color"] for entry in _colour_cycle()]
+    leakage_range = UNIT_RANGE if choice.raw else None
+    labels = _LabelPlacer([s for s in summary.settings if _plottable(s)])
 
     for index, curve in enumerate(summary.curves):
         colour = cycle[index % len(cycle)]
-        points = [s for s in curve.settings if not (math.isnan(s.utility.mean) or math.isnan(s.leakage.mean))]
+        points = [s for s in curve.settings if _plottable(s)]
         if not points:
             continue
         x = [s.utility.mean for s in points]
         y = [s.leakage.mean for s in points]
         ax.plot(x, y, marker="o", color=colour, label=curve.label, gid=f"curve:{curve.group}")
         ax.errorbar(
-            x, y, xerr=_errors(s.utility for s in points), yerr=_errors(s.leakage for s in points),
+            x, y, xerr=_errors((s.utility for s in points), UNIT_RANGE),
+            yerr=_errors((s.leakage for s in points), leakage_range),
             fmt="none", ecolor=colour, alpha=0.5, capsize=2,
         )
         if len(points) > 1:
-            ax.fill_between(x, [s.leakage.low for s in points], [s.leakage.high for s in points],
-                            color=colour, alpha=0.15, linewidth=0)
-        if annotate and curve.varied:
+            low = [_clip(s.leakage.low, leakage_range) for s in points]
+            high = [_clip(s.leakage.high, leakage_range) for s in points]
+            ax.fill_between(x, low, high, color=colour, alpha=0.15, linewidth=0)
+        if annotate:
             for setting in points:
-                ax.annotate(_varied_text(setting.spec, curve.varied), (setting.utility.mean, setting.leakage.mean),
-                            textcoords="offset points", xytext=(4, 4), fontsize=7, color=colour)
+                text = _point_text(setting, curve)
+                offset = labels.place(setting)
+                if text and offset is not None:
+                    ax.annotate(text, (setting.utility.mean, setting.leakage.mean),
+                                textcoords="offset points", xytext=offset, fontsize=7, color=colour)
 
     frontier = [s for s in summary.frontier if not math.isnan(s.utility.mean)]
     if frontier:
@@ -108,12 +141,54 @@ def _draw_panel(ax, summary: ComparisonSummary, annotate: bool) -> None:
     if not math.isnan(summary.ceiling.mean):
         ax.axhline(summary.ceiling.mean, color="grey", linestyle="-.", linewidth=1, label=ceiling_label,
                    gid="ceiling")
+    if not labels.points:
+        note = UNDEFINED_MESSAGE if summary.leakage_undefined else "no setting has values for both metrics"
+        ax.text(0.5, 0.5, note, transform=ax.transAxes, ha="center", va="center", wrap=True, fontsize=8,
+                gid="empty-note")
 
     ax.set_xlabel(f"utility: {choice.utility_name(k)} (higher keeps more)")
     ax.set_ylabel(choice.leakage_label(k) + " (lower leaks less)")
     ax.set_title(summary.comparison.title(), fontsize=9)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
+    # Below the axes, so the legend never covers points.
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, frameon=False)
+
+
+class _LabelPlacer:
+    """Chooses label offsets and drops labels too close to an earlier one, in a fixed order."""
+
+    def __init__(self, settings):
+        self.points = [(s.utility.mean, s.leakage.mean) for s in settings]
+        xs = [x for x, _ in self.points] or [0.0]
+        ys = [y for _, y in self.points] or [0.0]
+        self._origin = (min(xs), min(ys))
+        self._scale = (max(xs) - min(xs) or 1.0, max(ys) - min(ys) or 1.0)
+        self._placed: list[tuple[float, float]] = []
+
+    def place(self, setting) -> tuple[int, int] | None:
+        """Return the label's offset in points, or None to leave the point unlabelled."""
+        x = (setting.utility.mean - self._origin[0]) / self._scale[0]
+        y = (setting.leakage.mean - self._origin[1]) / self._scale[1]
+        if any(math.hypot(x - px, y - py) < LABEL_MIN_DISTANCE for px, py in self._placed):
+            return None
+        self._placed.append((x, y))
+        # Alternate above and below the point, so labels of neighbours on one curve do not touch.
+        return (4, 4) if len(self._placed) % 2 else (4, -10)
+
+
+def _point_text(setting, curve) -> str:
+    if curve.varied:
+        return _varied_text(setting.spec, curve.varied)
+    if len({s.name for s in curve.settings}) > 1:
+        # A family curve mixes mechanisms, so the label names the setting's mechanism.
+        return setting.spec
+    return ""
+
+
+def _clip(value: float, bounds: tuple[float, float] | None) -> float:
+    if bounds is None or math.isnan(value):
+        return value
+    return min(max(value, bounds[0]), bounds[1])
 
 
 def _colour_cycle():
@@ -122,10 +197,11 @@ def _colour_cycle():
     return list(matplotlib.rcParams["axes.prop_cycle"])
 
 
-def _errors(intervals) -> list[list[float]]:
+def _errors(intervals, bounds: tuple[float, float] | None) -> list[list[float]]:
+    """Return matplotlib's [below, above] error lengths, with interval ends clipped to ``bounds``."""
     intervals = list(intervals)
-    below = [max(0.0, i.mean - i.low) for i in intervals]
-    above = [max(0.0, i.high - i.mean) for i in intervals]
+    below = [max(0.0, i.mean - _clip(i.low, bounds)) for i in intervals]
+    above = [max(0.0, _clip(i.high, bounds) - i.mean) for i in intervals]
     return [below, above]
 
 

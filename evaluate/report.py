@@ -36,6 +36,8 @@ class Section:
     table: Table
     frontier: list[str]
     budget: str | None
+    notes: list[str] = dataclasses.field(default_factory=list)
+    frontier_empty: str = "(no points)"
 
 
 def format_interval(value: Interval, digits: int = 3) -> str:
@@ -61,12 +63,25 @@ def budget_answer(summary: ComparisonSummary, min_utility: float) -> str:
     utility = summary.choice.utility_name(k)
     leakage = summary.choice.leakage_name(k)
     kind = "raw" if summary.choice.raw else "normalised"
+    if summary.leakage_undefined:
+        return (
+            f"No budget answer: normalised {leakage} is undefined for every setting, because the undefended "
+            "attack's ceiling does not exceed its floor. Rerun the report with --raw to compare raw scores."
+        )
     best = summary.best_within_budget(min_utility)
     if best is not None:
-        return (
+        answer = (
             f"Least leakage with mean {utility} >= {min_utility:g}: {best.spec} "
             f"({kind} {leakage} {format_interval(best.leakage)}, {utility} {format_interval(best.utility)})."
         )
+        close = _runners_up(summary, best, min_utility)
+        if close:
+            answer += (
+                " Within one standard deviation of its leakage: "
+                + "; ".join(f"{s.spec} ({format_interval(s.leakage)}, {utility} {s.utility.mean:.3f})" for s in close)
+                + "."
+            )
+        return answer
     valid = [s for s in summary.settings if not math.isnan(s.utility.mean)]
     if not valid:
         return f"No setting meets the budget {utility} >= {min_utility:g}: no setting has a {utility} value."
@@ -75,6 +90,47 @@ def budget_answer(summary: ComparisonSummary, min_utility: float) -> str:
         f"No setting meets the budget {utility} >= {min_utility:g}. "
         f"The highest mean {utility} is {top.utility.mean:.3f} ({top.spec}); lower the budget or add weaker settings."
     )
+
+
+def _runners_up(summary: ComparisonSummary, best: SettingSummary, min_utility: float) -> list[SettingSummary]:
+    """Other settings within the budget whose mean leakage is within one std of the chosen one's."""
+    # With one seed the std is 0, so only equal means count as close.
+    limit = best.leakage.mean + best.leakage.std
+    close = [
+        s for s in summary.settings
+        if s is not best and s.utility.mean >= min_utility and not math.isnan(s.leakage.mean)
+        and s.leakage.mean <= limit
+    ]
+    return sorted(close, key=lambda s: (s.leakage.mean, -s.utility.mean, s.spec))
+
+
+def section_notes(summary: ComparisonSummary) -> list[str]:
+    """Return warnings about one comparison: undefined or low-headroom leakage, settings with fewer seeds."""
+    leakage = summary.choice.leakage_name(summary.comparison.k)
+    notes = []
+    if summary.leakage_undefined:
+        notes.append(
+            f"Normalised {leakage} is undefined for every setting, because the undefended attack's ceiling "
+            "does not exceed its floor (no headroom, common on tiny datasets). Use --raw to compare raw scores."
+        )
+    low = summary.low_headroom
+    if low:
+        notes.append(
+            f"Low headroom (ceiling - floor < 0.02) for {leakage} in {len(low)} of {len(summary.settings)} "
+            "settings, so their normalised leakage is noisy: "
+            + ", ".join(f"{s.spec} ({s.low_headroom_seeds} of {len(s.seeds)} seeds)" for s in low)
+            + "."
+        )
+    most = max((len(s.seeds) for s in summary.settings), default=0)
+    fewer = [s for s in summary.settings if len(s.seeds) < most]
+    if fewer:
+        # The store holds only finished runs, so a failed or never-run seed shows as a missing one.
+        notes.append(
+            f"Settings with fewer than {most} seeds (failed or not yet run; rerun the sweep to fill them in): "
+            + ", ".join(f"{s.spec} (seeds {', '.join(map(str, s.seeds))})" for s in fewer)
+            + "."
+        )
+    return notes
 
 
 def build_sections(summaries: list[ComparisonSummary], min_utility: float | None) -> list[Section]:
@@ -100,7 +156,10 @@ def _section(summary: ComparisonSummary, min_utility: float | None) -> Section:
         for s in summary.frontier
     ]
     budget = None if min_utility is None else budget_answer(summary, min_utility)
-    return Section(comparison.title(), facts, _table(summary), frontier, budget)
+    empty = "(no points)"
+    if summary.leakage_undefined:
+        empty = "(no points: normalised leakage is undefined because the ceiling does not exceed the floor; use --raw)"
+    return Section(comparison.title(), facts, _table(summary), frontier, budget, section_notes(summary), empty)
 
 
 def _table(summary: ComparisonSummary) -> Table:
@@ -182,9 +241,10 @@ def render_markdown(store: str, records: list[dict[str, Any]], summaries: list[C
     for section in sections:
         out += [f"## {section.title}", ""]
         out += [f"- {name}: {value}" for name, value in section.facts] + [""]
+        out += [f"**Note:** {note}\n" for note in section.notes]
         out += ["### Settings", "", _markdown_table(section.table), ""]
         out += ["### Pareto frontier", ""]
-        out += [f"{i}. {line}" for i, line in enumerate(section.frontier, start=1)] or ["(no points)"]
+        out += [f"{i}. {line}" for i, line in enumerate(section.frontier, start=1)] or [section.frontier_empty]
         out.append("")
         if section.budget is not None:
             out += ["### Utility budget", "", section.budget, ""]
@@ -232,11 +292,12 @@ def render_html(store: str, records: list[dict[str, Any]], summaries: list[Compa
     for section in sections:
         out.append(f"<h2>{esc(section.title)}</h2>")
         out.append("<ul>" + "".join(f"<li>{esc(n)}: {esc(v)}</li>" for n, v in section.facts) + "</ul>")
+        out += [f"<p><strong>Note:</strong> {esc(note)}</p>" for note in section.notes]
         out += ["<h3>Settings</h3>", _html_table(section.table), "<h3>Pareto frontier</h3>"]
         if section.frontier:
             out.append("<ol>" + "".join(f"<li>{esc(line)}</li>" for line in section.frontier) + "</ol>")
         else:
-            out.append("<p>(no points)</p>")
+            out.append(f"<p>{esc(section.frontier_empty)}</p>")
         if section.budget is not None:
             out += ["<h3>Utility budget</h3>", f"<p>{esc(section.budget)}</p>"]
     out += ["<h2>Provenance</h2>", _html_table(_provenance_table(records)), "</body>", "</html>", ""]

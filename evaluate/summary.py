@@ -174,6 +174,9 @@ class SettingSummary:
       expected_cosine, bytes_per_vector, output_dim: from the records (equal across seeds).
       empirical_cosine: mean cosine between defended and clean targets over seeds.
       on_frontier: set by :func:`summarise`.
+      missing_seeds: seeds without a value for the chosen leakage or utility.
+      low_headroom_seeds: seeds whose record flags the chosen leakage metric as
+        low headroom (ceiling - floor < 0.02), so its normalised value is noisy.
     """
 
     spec: str
@@ -188,6 +191,8 @@ class SettingSummary:
     bytes_per_vector: float | None
     output_dim: int | None
     on_frontier: bool = False
+    missing_seeds: int = 0
+    low_headroom_seeds: int = 0
 
 
 @dataclasses.dataclass
@@ -216,6 +221,20 @@ class ComparisonSummary:
         """Frontier settings, by falling utility."""
         points = [s for s in self.settings if s.on_frontier]
         return sorted(points, key=lambda s: (-s.utility.mean, s.leakage.mean, s.spec))
+
+    @property
+    def leakage_undefined(self) -> bool:
+        """True when normalised leakage is chosen and no setting has a value for it.
+
+        That happens when the undefended attack's ceiling does not exceed its floor
+        for every seed, so ``(score - floor) / (ceiling - floor)`` is undefined.
+        """
+        return not self.choice.raw and bool(self.settings) and all(s.leakage.n == 0 for s in self.settings)
+
+    @property
+    def low_headroom(self) -> list[SettingSummary]:
+        """Settings with at least one low-headroom seed for the chosen leakage metric."""
+        return [s for s in self.settings if s.low_headroom_seeds]
 
     def best_within_budget(self, min_utility: float) -> SettingSummary | None:
         """Return the least-leaking setting whose mean utility is at least ``min_utility``.
@@ -281,6 +300,7 @@ def summarise(records: list[dict[str, Any]], choice: MetricChoice = MetricChoice
     summaries = []
     for comparison, members in split_comparisons(records).items():
         settings = _settings(members, choice)
+        _warn_missing(comparison, choice, settings)
         mask = pareto_mask([s.utility.mean for s in settings], [s.leakage.mean for s in settings])
         for setting, on in zip(settings, mask):
             setting.on_frontier = bool(on)
@@ -319,12 +339,10 @@ def _settings(records: list[dict[str, Any]], choice: MetricChoice) -> list[Setti
 
         leakage = [leakage_value(r, choice) for r in members]
         utility = [utility_value(r, choice) for r in members]
-        if any(v is None for v in leakage + utility):
-            logger.warning(
-                "%s: %d of %d seeds have no value for the chosen metrics (a ceiling equal to the floor "
-                "leaves normalised leakage undefined); those seeds are left out",
-                first["defense"], sum(v is None for v in leakage + utility), 2 * len(members),
-            )
+        missing = sum(lv is None or uv is None for lv, uv in zip(leakage, utility))
+        low_headroom = sum(
+            bool(r["leakage"][choice.leakage_name(r["k"])].get("low_headroom")) for r in members
+        )
         names = [part.name for part in parse_chain(first["defense"])]
         props = first.get("defense_properties", {})
         settings.append(SettingSummary(
@@ -339,8 +357,33 @@ def _settings(records: list[dict[str, Any]], choice: MetricChoice) -> list[Setti
             empirical_cosine=interval(r.get("defense_properties", {}).get("empirical_cosine") for r in members),
             bytes_per_vector=props.get("bytes_per_vector"),
             output_dim=props.get("output_dim"),
+            missing_seeds=missing,
+            low_headroom_seeds=low_headroom,
         ))
     return settings
+
+
+def _warn_missing(comparison: Comparison, choice: MetricChoice, settings: list[SettingSummary]) -> None:
+    """Log one warning per comparison when seeds lack a value for the chosen metrics."""
+    missing = sum(s.missing_seeds for s in settings)
+    if not missing:
+        return
+    runs = sum(len(s.seeds) for s in settings)
+    leakage = choice.leakage_name(comparison.k)
+    if not choice.raw and all(s.leakage.n == 0 for s in settings):
+        logger.warning(
+            "%s: normalised %s is undefined for all %d runs, because the undefended attack's ceiling "
+            "does not exceed its floor; use --raw to compare raw scores",
+            comparison.title(), leakage, runs,
+        )
+        return
+    affected = [s for s in settings if s.missing_seeds]
+    logger.warning(
+        "%s: %d of %d runs (%d of %d settings) have no value for %s or %s and are left out; "
+        "normalised leakage is undefined where the ceiling does not exceed the floor",
+        comparison.title(), missing, runs, len(affected), len(settings), leakage,
+        choice.utility_name(comparison.k),
+    )
 
 
 def _family(names: list[str]) -> str:

@@ -9,6 +9,12 @@ and run by worker processes. Each worker calls
 threat of that seed. Only the parent writes to the store, one record per line
 as each chunk returns, so an interrupted sweep loses at most the chunks in flight.
 
+Interrupts: the first SIGINT (Ctrl-C) stops the sweep at once. Queued chunks
+are cancelled, worker processes are terminated without finishing their chunk,
+and :func:`run_sweep` raises :class:`SweepInterrupted` with the number of
+points stored. A second SIGINT terminates the workers and ends the process
+with ``os._exit(130)``, which joins no thread or process.
+
 Workers are started with the ``spawn`` method because JAX is not fork-safe.
 This module imports neither JAX nor faiss at import time, so a spawned
 worker loads them only when it starts work.
@@ -81,6 +87,20 @@ class SweepResult:
     completed: int
     failed: list[tuple[str, str, int, str]]
     seconds: float
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """A sweep stopped by SIGINT; every record written before it stays in the store.
+
+    Attributes:
+      stored: points of the sweep that the store now contains.
+      total: points in the sweep.
+    """
+
+    def __init__(self, stored: int, total: int):
+        super().__init__(f"interrupted: stored {stored} of {total} settings")
+        self.stored = stored
+        self.total = total
 
 
 def default_workers() -> int:
@@ -183,18 +203,27 @@ def run_sweep(
         )
         failed: list[tuple[str, str, int, str]] = []
         completed = 0
+        guard = _InterruptGuard(done=plan.done, total=len(plan.points))
         bar = tqdm(total=len(plan.pending), unit="point", desc="sweep", disable=not progress)
         try:
-            with _exit_on_sigterm():
-                for point, outcome in _execute(config, dataset, plan.pending, workers):
+            # closing() shuts the pool down as soon as the loop stops; a traceback
+            # would otherwise keep the generator, and so the workers, alive.
+            outcomes = _execute(config, dataset, plan.pending, workers, guard)
+            with _exit_on_sigterm(), guard.installed(), contextlib.closing(outcomes):
+                for point, outcome in outcomes:
                     if isinstance(outcome, str):
                         failed.append((point.spec, point.threat, point.seed, outcome))
                         logger.error("%s, %s, seed %d failed: %s", point.spec, point.threat, point.seed, outcome)
                     else:
                         _check_key(outcome, point)
-                        writer.append(outcome)
-                        completed += 1
+                        # A SIGINT during the write waits until the record is whole and counted.
+                        with guard.deferred():
+                            writer.append(outcome)
+                            completed += 1
+                            guard.stored = plan.done + completed
                     bar.update(1)
+        except KeyboardInterrupt:
+            raise SweepInterrupted(plan.done + completed, len(plan.points)) from None
         finally:
             bar.close()
 
@@ -223,6 +252,79 @@ def _exit_on_sigterm():
         signal.signal(signal.SIGTERM, previous)
 
 
+class _InterruptGuard:
+    """SIGINT handler for a running sweep.
+
+    The first SIGINT raises KeyboardInterrupt, unless a record is being written,
+    in which case it is raised once the write is done. A second SIGINT
+    terminates the worker processes and calls ``os._exit(130)``, because a
+    graceful exit could wait on a worker or on the executor's exit hook, which
+    joins its management thread. Outside the main thread (where signal handlers
+    cannot be set) the guard does nothing and SIGINT keeps its usual handler.
+    """
+
+    def __init__(self, done: int, total: int):
+        self.stored = done
+        self.total = total
+        self.processes: list[Any] = []
+        self._signals = 0
+        self._in_write = False
+        self._raise_after_write = False
+
+    @contextlib.contextmanager
+    def installed(self):
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = signal.signal(signal.SIGINT, self._handle)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    @contextlib.contextmanager
+    def deferred(self):
+        self._in_write = True
+        try:
+            yield
+        finally:
+            self._in_write = False
+        if self._raise_after_write:
+            self._raise_after_write = False
+            raise KeyboardInterrupt
+
+    def _handle(self, signum, frame):
+        self._signals += 1
+        if self._signals > 1:
+            self.exit_now()
+        if self._in_write:
+            self._raise_after_write = True
+            return
+        raise KeyboardInterrupt
+
+    def exit_now(self) -> None:
+        """Terminate the workers and end the process with status 130, without cleanup."""
+        terminate_processes(self.processes, timeout=0)
+        os.write(2, (
+            f"\ninterrupted again: exiting at once; stored {self.stored} of {self.total} settings; "
+            "rerun the same command to resume\n"
+        ).encode())
+        os._exit(130)
+
+
+def terminate_processes(processes: Iterable[Any], timeout: float = 5.0) -> None:
+    """Send SIGTERM to each live process, wait up to ``timeout`` seconds, then SIGKILL those left."""
+    processes = [process for process in processes if process.is_alive()]
+    for process in processes:
+        process.terminate()
+    deadline = time.monotonic() + timeout
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+    for process in processes:
+        if process.is_alive():
+            process.kill()
+
+
 def _check_key(record: dict[str, Any], point: Point) -> None:
     # A mismatch would make the next run redo this point forever, so fail loudly.
     key = record_key(record)
@@ -230,7 +332,7 @@ def _check_key(record: dict[str, Any], point: Point) -> None:
         raise RuntimeError(f"record key {key} differs from the planned key {point.key}")
 
 
-def _execute(config: SweepConfig, dataset, pending: list[Point], workers: int):
+def _execute(config: SweepConfig, dataset, pending: list[Point], workers: int, guard: _InterruptGuard):
     """Yield (point, record or error message) as points finish."""
     chunks = chunk_points(pending, workers)
     if not chunks:
@@ -243,22 +345,30 @@ def _execute(config: SweepConfig, dataset, pending: list[Point], workers: int):
 
     threads = max(1, (os.cpu_count() or 1) // workers)
     context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(
+    # No ``with`` block: its exit waits for running chunks, which made Ctrl-C slow
+    # and let a second Ctrl-C interrupt that wait and leave the process hanging.
+    pool = concurrent.futures.ProcessPoolExecutor(
         max_workers=min(workers, len(chunks)), mp_context=context,
         initializer=_init_worker, initargs=(dataset, config.dataset, threads),
-    ) as pool:
+    )
+    try:
         futures = {
             pool.submit(_run_chunk, config, [(p.spec, p.threat, p.seed) for p in chunk]): chunk
             for chunk in chunks
         }
-        try:
-            for future in concurrent.futures.as_completed(futures):
-                yield from zip(futures[future], future.result())
-        except BaseException:
-            # Drop the queued chunks. Running ones finish (a few seconds) and are
-            # discarded, because only completed chunks reach the store.
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
+        # NOTE: ProcessPoolExecutor has no public list of its processes before
+        # Python 3.14 (terminate_workers), so the private ``_processes`` is read here.
+        guard.processes = list((pool._processes or {}).values())
+        for future in concurrent.futures.as_completed(futures):
+            yield from zip(futures[future], future.result())
+    except BaseException:
+        # Stop at once: drop queued chunks and terminate the workers instead of
+        # waiting for running chunks, whose results would not be stored anyway.
+        processes = list((pool._processes or {}).values()) or guard.processes
+        pool.shutdown(wait=False, cancel_futures=True)
+        terminate_processes(processes)
+        raise
+    pool.shutdown(wait=True)
 
 
 class _Worker:

@@ -175,3 +175,41 @@ def test_family_grouping_joins_defenses(store):
     labels = sorted(curve.label for curve in summaries[0].curves)
     assert labels == ["gaussian, varying sigma", "quantize, varying bits"]
     assert sorted(curve.group for curve in summaries[0].curves) == ["noise", "quantization"]
+
+
+def test_undefined_leakage_plot_is_one_line_error(tmp_path):
+    records = []
+    for seed in range(3):
+        for sigma in (0.02, 0.1):
+            records.append({
+                "defense": f"gaussian(sigma={sigma})", "threat": "clean-pairs", "seed": seed,
+                "retriever": "knn(neighbours=10)", "aligner": "ridge(l2=0.1)", "align_pairs": 100, "k": 5,
+                "auxiliary_fraction": 0.5,
+                "dataset": {"fingerprint": "sha256:" + "cd" * 32, "name": "tiny"},
+                "defense_properties": {},
+                "leakage": {"tag_micro_f1@5": {"score": 0.2, "floor": 0.2, "ceiling": 0.2, "normalised": None,
+                                               "low_headroom": True}},
+                "utility": {"knn_overlap@5": {"score": 0.9}},
+            })
+    path = tmp_path / "tiny.jsonl"
+    path.write_text("".join(json.dumps(record) + "\n" for record in records))
+    out = tmp_path / "empty.png"
+    result = _run("plot", str(path), "--out", str(out))
+    assert result.exit_code != 0
+    assert "ceiling does not exceed its floor" in result.output
+    assert "--raw" in result.output
+    assert not out.exists()
+    raw = _run("plot", str(path), "--out", str(out), "--raw")
+    assert raw.exit_code == 0, raw.output
+
+
+def test_bands_clipped_to_unit_range(store):
+    _, summaries = load_summaries(store, MetricChoice(raw=True))
+    figure = plot_summaries(summaries)
+    for ax in figure.axes:
+        for collection in ax.collections:
+            for path in collection.get_paths():
+                vertices = path.vertices
+                finite = vertices[np.isfinite(vertices).all(axis=1)]
+                assert finite[:, 0].min() >= -1e-9 and finite[:, 0].max() <= 1 + 1e-9
+                assert finite[:, 1].min() >= -1e-9 and finite[:, 1].max() <= 1 + 1e-9

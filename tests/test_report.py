@@ -152,3 +152,68 @@ def test_raw_report_swaps_leakage_columns(store, tmp_path):
     text = out.read_text()
     assert "tag_micro_f1@5 (raw) | tag_micro_f1@5 (normalised)" in text
     assert "| gaussian(sigma=0.02) | 3 | 0.588 ± 0.008 | 0.970 ± 0.020 |" in text
+
+
+def _undefined_store(tmp_path, threats=("clean-pairs", "defended-pairs")):
+    records = []
+    for threat in threats:
+        for record in _records():
+            record["threat"] = threat
+            entry = record["leakage"]["tag_micro_f1@5"]
+            entry.update(ceiling=0.2, normalised=None, low_headroom=True)
+            records.append(record)
+    path = tmp_path / "undefined.jsonl"
+    path.write_text("".join(json.dumps(record) + "\n" for record in records))
+    return path
+
+
+def test_undefined_leakage_explained_in_report(tmp_path, caplog):
+    store = _undefined_store(tmp_path)
+    out = tmp_path / "report.md"
+    result = _run("report", str(store), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    text = out.read_text()
+    assert "lower the budget" not in text
+    assert "ceiling does not exceed its floor" in text
+    assert "--raw" in text
+    assert "(no points: normalised leakage is undefined" in text
+    assert "Low headroom" in text
+    assert not (tmp_path / "report.png").exists()
+    assert "report.png" not in text
+
+
+def test_undefined_warning_once_per_panel(tmp_path, caplog):
+    records = [json.loads(line) for line in _undefined_store(tmp_path).read_text().splitlines()]
+    with caplog.at_level("WARNING", logger="slime_def.evaluate.summary"):
+        summarise(records)
+    warnings = [m for m in caplog.messages if "undefined" in m]
+    assert len(warnings) == 2
+    assert "clean-pairs" in warnings[0]
+    assert "all 12 runs" in warnings[0]
+
+
+def test_budget_lists_runners_up_within_one_std():
+    records = _records()
+    for record in records:
+        if record["defense"] == "gaussian(sigma=0.02)":
+            record["leakage"]["tag_micro_f1@5"]["normalised"] -= 0.06
+    summary = summarise(records)[0]
+    answer = budget_answer(summary, 0.8)
+    assert "Least leakage with mean knn_overlap@5 >= 0.8: quantize(bits=2)" in answer
+    assert "Within one standard deviation of its leakage: gaussian(sigma=0.02)" in answer
+
+
+def test_min_utility_outside_range_warns(store, tmp_path):
+    result = _run("report", str(store), "--out", str(tmp_path / "r.md"), "--min-utility", "80")
+    assert result.exit_code == 0, result.output
+    assert "--min-utility 80 is outside [0, 1]" in result.output
+
+
+def test_missing_seeds_are_listed(tmp_path):
+    records = [r for r in _records() if not (r["defense"] == "gaussian(sigma=0.1)" and r["seed"] == 2)]
+    store = tmp_path / "partial.jsonl"
+    store.write_text("".join(json.dumps(record) + "\n" for record in records))
+    out = tmp_path / "report.md"
+    assert _run("report", str(store), "--out", str(out)).exit_code == 0
+    assert "Settings with fewer than 3 seeds" in out.read_text()
+    assert "gaussian(sigma=0.1) (seeds 0, 1)" in out.read_text()

@@ -1,5 +1,6 @@
 import json
 import logging
+import signal
 import subprocess
 import sys
 import time
@@ -225,3 +226,43 @@ def test_cli_sweep_needs_out(dataset_dir):
     result = _run("sweep", "--dataset", dataset_dir, "--defense", "none")
     assert result.exit_code != 0
     assert "--out" in result.output
+
+
+def test_double_ctrl_c_exits_and_resumes(dataset_dir, synthetic, tmp_path):
+    store = tmp_path / "store.jsonl"
+    command = [
+        sys.executable, "-c", "from slime_def.cli import main; main()", "sweep", "--dataset", dataset_dir,
+        "--align-pairs", "100", "--defense", "gaussian", "--grid", SIGMAS, "--seeds", "0,1,2",
+        "--workers", "2", "--no-progress", "--out", str(store),
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None:
+        if store.exists() and store.stat().st_size > 0:
+            break
+        time.sleep(0.02)
+    assert process.poll() is None, "sweep finished before it could be interrupted"
+
+    interrupted = time.monotonic()
+    process.send_signal(signal.SIGINT)
+    time.sleep(0.5)
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+    try:
+        _, stderr = process.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        pytest.fail("sweep still running 30 s after two SIGINTs")
+    assert time.monotonic() - interrupted < 30
+    assert process.returncode == 130, stderr.decode()
+    assert "rerun the same command to resume" in stderr.decode()
+    assert "Traceback" not in stderr.decode()
+
+    finished = ResultStore(store).read().keys()
+    assert 0 < len(finished) < 12
+    result = run_sweep(_config(dataset_dir), store, dataset=synthetic, workers=1, progress=False)
+    assert result.skipped == len(finished)
+    assert result.completed == 12 - len(finished)
+    keys = [record_key(json.loads(line)) for line in _lines(store)]
+    assert len(keys) == 12
+    assert len(set(keys)) == 12

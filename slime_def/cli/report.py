@@ -15,6 +15,8 @@ Examples:
   slime-def report store.jsonl --out report.html --threat defended-pairs
 """
 
+# Utility metrics whose scores lie in [0, 1], so a budget outside that range is a mistake.
+BOUNDED_UTILITY = ("knn_overlap", "category_precision")
 REPORT_FORMATS = {".md": "markdown", ".markdown": "markdown", ".html": "html", ".htm": "html"}
 
 
@@ -36,7 +38,7 @@ def report(store, leakage, utility, raw, threat, dataset, group_by, out, html_ou
     The table gives mean ± standard deviation over seeds. The plot is written
     beside each report file and linked from it.
     """
-    from slime_def.evaluate.plot import plot_summaries, save_figure
+    from slime_def.evaluate.plot import UNDEFINED_MESSAGE, plot_summaries, save_figure
     from slime_def.evaluate.report import build_sections, figure_name, render_html, render_markdown
     from slime_def.records import write_atomic
 
@@ -50,14 +52,26 @@ def report(store, leakage, utility, raw, threat, dataset, group_by, out, html_ou
         if path.exists() and not force:
             raise click.UsageError(f"{path} already exists; choose another path or pass --force to overwrite it")
 
+    if not 0.0 <= min_utility <= 1.0 and utility.split("@", 1)[0] in BOUNDED_UTILITY:
+        effect = "no setting can meet it" if min_utility > 1 else "every setting meets it"
+        click.echo(
+            f"warning: --min-utility {min_utility:g} is outside [0, 1], the range of {utility}; {effect}",
+            err=True,
+        )
     records, summaries = load(store, leakage, utility, raw, threat, dataset, group_by)
     sections = build_sections(summaries, min_utility)
-    figure = plot_summaries(summaries)
-    for figure_path in sorted(figures):
-        save_figure(figure, figure_path, force=force)
+    if all(summary.leakage_undefined for summary in summaries):
+        # An empty figure would mislead; the report's notes explain why there is none.
+        figures = set()
+        click.echo(f"warning: no figure written: {UNDEFINED_MESSAGE}", err=True)
+    else:
+        figure = plot_summaries(summaries)
+        for figure_path in sorted(figures):
+            save_figure(figure, figure_path, force=force)
     for path, kind in targets:
         render = render_markdown if kind == "markdown" else render_html
-        text = render(store, records, summaries, sections, figure_name(path, f".{figure_format}").name)
+        linked = figure_name(path, f".{figure_format}") if figures else None
+        text = render(store, records, summaries, sections, linked.name if linked else None)
         write_atomic(path, text, force=force)
         click.echo(f"{kind} report written to {path}")
     for section in sections:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import signal
+
 import click
 
 from slime_def.cli.options import attack_options, dataset_options
@@ -17,7 +20,9 @@ Examples:
 
 \b
 Rerunning the same command skips the settings already in the store, so an
-interrupted sweep resumes where it stopped.
+interrupted sweep resumes where it stopped. Ctrl-C stops the workers at once,
+keeps every stored record and exits with status 130; a second Ctrl-C exits
+without any cleanup.
 """
 
 # Options that a --config file sets; giving them on the command line as well is an error.
@@ -59,7 +64,7 @@ def sweep(ctx, config_path, defenses, grids, seeds, threats, dataset, metadata, 
     from slime_def.data.readers import load_dataset
     from slime_def.evaluate.grid import config_from_options, load_config
     from slime_def.evaluate.store import ResultStore
-    from slime_def.evaluate.sweep import plan_sweep, run_sweep
+    from slime_def.evaluate.sweep import SweepInterrupted, plan_sweep, run_sweep
 
     if config_path is not None:
         given = [name for name in CONFIG_OWNED
@@ -89,7 +94,18 @@ def sweep(ctx, config_path, defenses, grids, seeds, threats, dataset, metadata, 
         click.echo(f"{len(plan.points)} settings: {plan.done} stored in {out}, {len(plan.pending)} to run")
         return
 
-    result = run_sweep(config, out, dataset=data, workers=workers, progress=progress)
+    try:
+        result = run_sweep(config, out, dataset=data, workers=workers, progress=progress)
+    except SweepInterrupted as stop:
+        # From here on a further Ctrl-C ends the process at once, so nothing at
+        # interpreter exit (the executor's thread join) can be interrupted half-way.
+        signal.signal(signal.SIGINT, lambda signum, frame: os._exit(130))
+        click.echo(
+            f"interrupted: stored {stop.stored} of {stop.total} settings in {out}; "
+            "rerun the same command to resume",
+            err=True,
+        )
+        ctx.exit(130)
     click.echo(
         f"{result.total} settings: {result.skipped} already stored, {result.completed} run now, "
         f"{len(result.failed)} failed; {result.seconds:.1f} s; store {out}"
