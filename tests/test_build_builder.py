@@ -98,6 +98,83 @@ def test_cli_build_rejects_bad_encoder_option(tmp_path):
     assert "is not SPACE=SPEC" in result.output
 
 
+def _tiny_dataset(offset=0.0):
+    from slime_def.data.dataset import EmbeddingDataset
+
+    vectors = np.asarray([[1.0, 0.0], [0.6, 0.8]], dtype=np.float32)
+    vectors[1] += np.float32(offset)
+    items = [{"caption": "A cat.", "tags": ["cat"], "category": "animals", "source": "cat.png"},
+             {"caption": "A dog.", "tags": ["dog"], "category": "animals", "source": "dog.png"}]
+    return EmbeddingDataset(ids=["cat", "dog"], spaces={"victim/toy": vectors}, items=items)
+
+
+@pytest.fixture
+def existing_dataset(tmp_path):
+    from slime_def.data.dataset import save_dataset
+
+    return save_dataset(_tiny_dataset(), tmp_path / "existing")
+
+
+@pytest.fixture
+def no_model_loading(monkeypatch):
+    from slime_def.data.encoders import ENCODERS
+
+    def fail(*args, **kwargs):
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr(ENCODERS, "create", fail)
+
+
+def test_build_rejects_existing_dataset_early(existing_dataset, no_model_loading):
+    from slime_def.data.build import build_dataset
+
+    records = [{"id": "a", "file": "a.png", "caption": "A.", "tags": []}]
+    with pytest.raises(DatasetError, match=r"already exists there; pass overwrite=True"):
+        build_dataset(records, existing_dataset, encoders=SMALL_ENCODERS, progress=False)
+    assert not (existing_dataset / ".work").exists()
+
+
+def test_cli_build_rejects_existing_dataset_early(tmp_path, existing_dataset, no_model_loading):
+    from slime_def.cli import main
+
+    (tmp_path / "captions.csv").write_text("file,caption\na.png,A.\n")
+    for command in (["build", str(tmp_path), str(tmp_path / "captions.csv")], ["build-default"]):
+        result = CliRunner().invoke(main, ["data", *command, "--out", str(existing_dataset)])
+        assert result.exit_code == 1, result.output
+        assert "pass --overwrite to replace it" in result.output
+        assert "overwrite=True" not in result.output
+        assert not (existing_dataset / ".work").exists()
+
+
+def test_compare_datasets_accepts_paths(tmp_path, existing_dataset):
+    from slime_def.data.dataset import save_dataset
+
+    other = save_dataset(_tiny_dataset(offset=1e-3), tmp_path / "other")
+    for a, b in ((existing_dataset, other), (str(existing_dataset), _tiny_dataset(offset=1e-3))):
+        comparison = compare_datasets(a, b)
+        assert comparison["shared"] == 2
+        assert comparison["items_equal"]
+        assert comparison["max_abs_diff"]["victim/toy"] == pytest.approx(1e-3, rel=1e-3)
+
+
+def test_cli_report_counts_singular(tmp_path, capsys):
+    from types import SimpleNamespace
+
+    from slime_def.cli.data_build import _report
+    from slime_def.data.images import SkippedFile
+
+    dataset = _tiny_dataset()
+    dataset.ids, dataset.items = dataset.ids[:1], dataset.items[:1]
+    dataset.spaces = {"victim/toy": dataset.spaces["victim/toy"][:1]}
+    result = SimpleNamespace(dataset=dataset, path=tmp_path, skipped=[SkippedFile("x.png", "decoding failed")],
+                             batches_embedded=0, batches_reused=1)
+    _report(result)
+    output = capsys.readouterr().out
+    assert "reused 1 of 1 batch from the work folder" in output
+    assert f"wrote 1 item to {tmp_path}" in output
+    assert "skipped 1 file:" in output
+
+
 def test_cli_help_has_examples():
     from slime_def.cli import main
 
@@ -244,6 +321,7 @@ def test_build_resume_matches_uninterrupted(tmp_path, tagger, broken_files, full
     resumed = build_dataset(records, out, encoders=SMALL_ENCODERS, batch_size=2, tagger=tagger, progress=False)
 
     assert resumed.batches_embedded == 3  # 7 records in batches of 2, one already done
+    assert resumed.batches_reused == 1
     assert resumed.dataset.fingerprint == full_build.dataset.fingerprint
     assert resumed.dataset.manifest["skipped"] == full_build.dataset.manifest["skipped"]
 
@@ -257,9 +335,31 @@ def test_build_rejects_work_dir_of_other_build(tmp_path, tagger):
     work = tmp_path / "work"
     build_dataset(records, tmp_path / "a", encoders=SMALL_ENCODERS, tagger=tagger, progress=False,
                   work_dir=work, keep_work_dir=True)
-    with pytest.raises(SlimeDefError, match="holds batches of a build with other inputs"):
+    with pytest.raises(SlimeDefError, match=r"contains batches of a build .* \(differs in: batch_size\)") as error:
         build_dataset(records, tmp_path / "b", encoders=SMALL_ENCODERS, batch_size=7, tagger=tagger,
                       progress=False, work_dir=work)
+    assert "--restart" in str(error.value)
+
+    restarted = build_dataset(records, tmp_path / "b", encoders=SMALL_ENCODERS, batch_size=7, tagger=tagger,
+                              progress=False, work_dir=work, restart=True)
+    assert restarted.batches_embedded == 1
+    assert restarted.batches_reused == 0
+    assert not work.exists()
+
+
+@pytest.mark.build
+def test_failed_build_leaves_no_work_dir(tmp_path, tagger):
+    from slime_def.data.build import build_dataset
+    from slime_def.errors import SlimeDefError
+
+    records = _sample_records(SAMPLE_IDS[:1])
+    out = tmp_path / "dataset"
+    with pytest.raises(SlimeDefError, match="no_such_encoder"):
+        build_dataset(records, out, encoders={"victim/x": "no_such_encoder"}, tagger=tagger, progress=False)
+    assert not out.exists()
+
+    result = build_dataset(records, out, encoders=SMALL_ENCODERS, tagger=tagger, progress=False)
+    assert result.batches_embedded == 1
 
 
 @pytest.mark.build

@@ -19,8 +19,10 @@ def _shared_build_options(command):
         click.option("--work-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
                      help="Folder for finished batches, so an interrupted build resumes. "
                           "[default: OUT/.work, deleted after success]"),
+        click.option("--restart", is_flag=True,
+                     help="Delete the work folder of an earlier build first and embed every batch again."),
         click.option("--overwrite", is_flag=True, help="Replace a dataset that already exists in OUT."),
-        click.option("--no-progress", is_flag=True, help="Hide the progress bar."),
+        click.option("--no-progress", is_flag=True, help="Hide the progress bars, including model loading."),
     ]
     return functools.reduce(lambda wrapped, option: option(wrapped), reversed(options), command)
 
@@ -40,13 +42,33 @@ def _parse_encoders(values: tuple[str, ...]) -> dict[str, str]:
     return encoders
 
 
+def _count(count: int, singular: str, plural: str) -> str:
+    return f"{count} {singular if count == 1 else plural}"
+
+
+def _check_out_dir(out_dir: Path | None, overwrite: bool) -> None:
+    """Reject an existing dataset in OUT before any model is loaded, naming the CLI flag."""
+    from slime_def.data.build import DEFAULT_DATASET_DIR
+    from slime_def.data.dataset import MANIFEST
+
+    out_dir = out_dir or DEFAULT_DATASET_DIR
+    if (out_dir / MANIFEST).exists() and not overwrite:
+        raise click.ClickException(
+            f"{out_dir}: a dataset already exists there; pass --overwrite to replace it, "
+            "or choose another --out folder"
+        )
+
+
 def _report(result) -> None:
     dataset = result.dataset
-    click.echo(f"wrote {len(dataset)} items to {result.path}")
+    if result.batches_reused:
+        total = result.batches_reused + result.batches_embedded
+        click.echo(f"reused {result.batches_reused} of {_count(total, 'batch', 'batches')} from the work folder")
+    click.echo(f"wrote {_count(len(dataset), 'item', 'items')} to {result.path}")
     click.echo(f"spaces: {', '.join(f'{name} ({m.shape[1]})' for name, m in sorted(dataset.spaces.items()))}")
     click.echo(f"fingerprint: {dataset.fingerprint}")
     if result.skipped:
-        click.echo(f"skipped {len(result.skipped)} files:")
+        click.echo(f"skipped {_count(len(result.skipped), 'file', 'files')}:")
         for entry in result.skipped:
             click.echo(f"  {entry.path}: {entry.reason}")
 
@@ -82,7 +104,7 @@ captions.csv:
               help="Skip raster images larger than this many megapixels.")
 @_shared_build_options
 def build(images, captions, out_dir, encoder_values, derive_tags, name, licence, max_megapixels,
-          batch_size, threads, work_dir, overwrite, no_progress):
+          batch_size, threads, work_dir, restart, overwrite, no_progress):
     """Embed an image folder with captions into a slime-def dataset.
 
     IMAGES is the folder the image paths are relative to. CAPTIONS is a .csv or
@@ -92,6 +114,7 @@ def build(images, captions, out_dir, encoder_values, derive_tags, name, licence,
     from slime_def.data.build import DEFAULT_ENCODERS, build_dataset, read_records
 
     encoders = _parse_encoders(encoder_values) if encoder_values else dict(DEFAULT_ENCODERS)
+    _check_out_dir(out_dir, overwrite)
     records = read_records(captions, image_root=images)
     if not derive_tags:
         for record in records:
@@ -102,7 +125,7 @@ def build(images, captions, out_dir, encoder_values, derive_tags, name, licence,
     try:
         result = build_dataset(
             records, out_dir, encoders=encoders, batch_size=batch_size, threads=threads,
-            work_dir=work_dir, overwrite=overwrite, name=name, manifest=manifest,
+            work_dir=work_dir, restart=restart, overwrite=overwrite, name=name, manifest=manifest,
             max_pixels=int(max_megapixels * 1e6), progress=not no_progress,
         )
     except ImportError as exc:
@@ -130,7 +153,8 @@ Example (build a copy elsewhere and compare fingerprints):
 @click.option("--wordnet-dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="WordNet 3.0 database folder. [default: /usr/share/wordnet]")
 @_shared_build_options
-def build_default(out_dir, stamps_dir, wordnet_dir, batch_size, threads, work_dir, overwrite, no_progress):
+def build_default(out_dir, stamps_dir, wordnet_dir, batch_size, threads, work_dir, restart, overwrite,
+                  no_progress):
     """Build the default dataset from the Tux Paint stamps.
 
     Embeds every captioned stamp with MobileNetV2 (victim/mobilenet_v2),
@@ -142,10 +166,12 @@ def build_default(out_dir, stamps_dir, wordnet_dir, batch_size, threads, work_di
     """
     from slime_def.data.build import build_default_dataset
 
+    _check_out_dir(out_dir, overwrite)
     try:
         result = build_default_dataset(
             out_dir, stamps_dir=stamps_dir, wordnet_dir=wordnet_dir, batch_size=batch_size,
-            threads=threads, work_dir=work_dir, overwrite=overwrite, progress=not no_progress,
+            threads=threads, work_dir=work_dir, restart=restart, overwrite=overwrite,
+            progress=not no_progress,
         )
     except ImportError as exc:
         raise click.UsageError(

@@ -11,15 +11,21 @@ see the image, text encoders the caption. Every row is L2-normalised.
 Resuming: batches are written to a work folder as they finish (each file
 written to a temporary name, then renamed), together with a ``plan.json`` that
 fixes the inputs, encoders and batch size. A rerun with the same plan skips the
-batches already there, and the result equals that of an uninterrupted build. The
-work folder is deleted once the dataset is saved.
+batches already there, and the result equals that of an uninterrupted build. A
+rerun with another plan raises unless ``restart=True`` discards the old folder.
+The work folder is deleted once the dataset is saved, and also when a build
+fails before its first batch is written.
 
 Determinism: records are sorted by id, preprocessing is fixed, and torch runs
-with ``threads`` intra-op threads (default 1) and deterministic algorithms, so
-two builds from the same packages on one machine give identical bytes and
-fingerprint. Builds on different machines (other CPUs, BLAS or oneDNN builds)
-agree to within :data:`CROSS_MACHINE_TOLERANCE` per coordinate after
-normalisation.
+with ``threads`` intra-op threads (default 1) and deterministic algorithms.
+Two builds with the same records, encoders and ``batch_size`` from the same
+packages on one machine therefore give identical bytes and fingerprint. The
+encoders see one batch at a time, and float sums over a batch of another shape
+or content can differ in the last bits. So another ``batch_size``, or records added or
+removed (even ones that are skipped later), can change coordinates by about
+1e-7. Builds on different machines (other CPUs, BLAS or oneDNN builds) agree to
+within :data:`CROSS_MACHINE_TOLERANCE` per coordinate after normalisation, and
+so do builds that differ only in batching.
 """
 
 from __future__ import annotations
@@ -42,7 +48,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from slime_def.data.dataset import EmbeddingDataset, save_dataset
+from slime_def.data.dataset import MANIFEST, EmbeddingDataset, load_dataset_dir, save_dataset
 from slime_def.data.images import MAX_PIXELS, SVG_RENDER_SIZE, SkippedFile, load_images
 from slime_def.errors import DatasetError, SlimeDefError
 
@@ -280,9 +286,14 @@ def _prepare_work_dir(work_dir: Path, plan: dict) -> None:
         except json.JSONDecodeError:
             previous = None
         if previous != plan:
+            if isinstance(previous, dict):
+                changed = ", ".join(key for key in plan if previous.get(key) != plan[key])
+            else:
+                changed = f"{PLAN_FILE} is unreadable"
             raise SlimeDefError(
-                f"work folder {work_dir} holds batches of a build with other inputs, encoders or batch "
-                "size; delete that folder to start over, or pass another work folder"
+                f"work folder {work_dir} contains batches of a build with other inputs, encoders, batch "
+                f"size or image options (differs in: {changed}); delete that folder, pass restart=True "
+                "(--restart on the command line) to discard it, or choose another work folder"
             )
         return
     _atomic_write(plan_path, json.dumps(plan, indent=2).encode())
@@ -331,6 +342,41 @@ def _torch_settings(threads: int):
     finally:
         torch.set_num_threads(previous_threads)
         torch.use_deterministic_algorithms(previous_deterministic)
+
+
+@contextlib.contextmanager
+def _library_progress_bars(enabled: bool):
+    """Show or hide the progress bars of transformers (such as "Loading weights"), then restore."""
+    try:
+        from transformers.utils import logging as transformers_logging
+    except ImportError:
+        yield
+        return
+    previous = transformers_logging.is_progress_bar_enabled()
+    if enabled:
+        transformers_logging.enable_progress_bar()
+    else:
+        transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if previous:
+            transformers_logging.enable_progress_bar()
+        else:
+            transformers_logging.disable_progress_bar()
+
+
+def check_out_dir(out_dir: str | os.PathLike, overwrite: bool) -> None:
+    """Raise if ``out_dir`` already contains a dataset and ``overwrite`` is false.
+
+    Builds call this before they load any model or write any work file, so a
+    build that would be rejected at the end fails at once and leaves nothing behind.
+    """
+    if (Path(out_dir) / MANIFEST).exists() and not overwrite:
+        raise DatasetError(
+            f"{out_dir}: a dataset already exists there; pass overwrite=True "
+            "(--overwrite on the command line) to replace it, or choose another output folder"
+        )
 
 
 def _apply_umask(directory: Path) -> None:
@@ -412,13 +458,15 @@ class BuildResult:
       dataset: the saved dataset.
       path: the dataset folder.
       skipped: every input left out, with reasons, in id order.
-      batches_embedded: batches computed in this run (the others came from the work folder).
+      batches_embedded: batches computed in this run.
+      batches_reused: batches read from the work folder of an earlier, interrupted run.
     """
 
     dataset: EmbeddingDataset
     path: Path
     skipped: list[SkippedFile]
     batches_embedded: int
+    batches_reused: int = 0
 
 
 def build_dataset(
@@ -430,6 +478,7 @@ def build_dataset(
     threads: int = 1,
     work_dir: str | os.PathLike | None = None,
     keep_work_dir: bool = False,
+    restart: bool = False,
     overwrite: bool = False,
     name: str | None = None,
     manifest: Mapping[str, Any] | None = None,
@@ -448,11 +497,14 @@ def build_dataset(
       out_dir: dataset folder to write.
       encoders: space name (``role/model``) to encoder spec, for example
         ``{"victim/mobilenet_v2": "mobilenet_v2", "text/minilm": "minilm"}``.
-      batch_size: records per batch and per work file.
+      batch_size: records per batch and per work file. Repeat builds are
+        bit-identical only with the same batch size and the same records.
       threads: torch intra-op threads; 1 gives bit-identical repeat builds.
       work_dir: folder for finished batches; default ``<out_dir>/.work``.
       keep_work_dir: keep the work folder after saving.
-      overwrite: replace a dataset already in ``out_dir``.
+      restart: delete an existing work folder first and embed every batch again.
+      overwrite: replace a dataset already in ``out_dir``; without it a dataset
+        there raises :class:`DatasetError` before any model is loaded.
       name: dataset name for the manifest; default the folder name.
       manifest: extra manifest fields (description, licence, provenance notes).
       skipped_inputs: files left out before this step (for example stamps
@@ -461,7 +513,8 @@ def build_dataset(
         created on first need.
       max_pixels, svg_size: image limits, see :mod:`slime_def.data.images`.
       debian_packages: Debian packages whose versions the manifest records.
-      progress: show a tqdm progress bar on stderr.
+      progress: show a tqdm progress bar on stderr; false also hides the
+        model-loading bars of transformers.
       on_batch: called as ``on_batch(index, n_batches)`` after each new batch
         is written; an exception raised there stops the build, and a rerun resumes.
 
@@ -469,11 +522,11 @@ def build_dataset(
       A :class:`BuildResult`.
 
     Raises:
-      SlimeDefError: invalid arguments, duplicate ids, a work folder from
-        another build, or every image skipped.
+      DatasetError: a dataset already exists in ``out_dir`` and ``overwrite``
+        is false, or duplicate ids.
+      SlimeDefError: invalid arguments, a work folder from another build
+        (pass ``restart=True``), or every image skipped.
     """
-    from tqdm import tqdm
-
     from slime_def.data.encoders import ENCODERS
 
     if batch_size < 1:
@@ -495,42 +548,32 @@ def build_dataset(
         record.source = record.source or Path(record.file).name
 
     out_dir = Path(out_dir)
+    check_out_dir(out_dir, overwrite)
     work_dir = Path(work_dir) if work_dir else out_dir / ".work"
+    if restart and work_dir.exists():
+        logger.info("deleting work folder %s to restart the build", work_dir)
+        shutil.rmtree(work_dir)
     image_options = {"max_pixels": max_pixels, "svg_size": svg_size}
     plan = _make_plan(records, encoders, batch_size, image_options)
+    created = [folder for folder in (out_dir, work_dir) if not folder.exists()]
     _prepare_work_dir(work_dir, plan)
-    derive_tags(records, tagger)
-
     batches = [records[start:start + batch_size] for start in range(0, len(records), batch_size)]
-    finished = {}
-    for index in range(len(batches)):
-        if _batch_path(work_dir, index).exists():
-            loaded = _load_batch(_batch_path(work_dir, index), encoders)
-            if loaded is not None:
-                finished[index] = loaded
+    try:
+        derive_tags(records, tagger)
+        finished, models, embedded = _embed_batches(
+            batches, encoders, work_dir, image_options, threads, progress, on_batch
+        )
+    except BaseException:
+        _remove_unused_work_dir(work_dir, created)
+        raise
 
-    models = {}
-    embedded = 0
-    with _torch_settings(threads):
-        if len(finished) < len(batches):
-            models = {space: ENCODERS.create(spec) for space, spec in encoders.items()}
-        bar = tqdm(total=len(records), unit="img", desc="embedding", disable=not progress,
-                   initial=sum(len(batches[i]) for i in finished))
-        with bar:
-            for index, batch in enumerate(batches):
-                if index in finished:
-                    continue
-                ids, vectors, skipped = _embed_batch(batch, models, image_options)
-                _save_batch(_batch_path(work_dir, index), ids, vectors, skipped)
-                finished[index] = (ids, vectors, skipped)
-                embedded += 1
-                bar.update(len(batch))
-                if on_batch is not None:
-                    on_batch(index, len(batches))
-
+    reused = len(batches) - embedded
+    if reused:
+        logger.info("reused %d of %d batches from work folder %s", reused, len(batches), work_dir)
     infos = {space: model.info for space, model in models.items()}
     if not infos:
-        infos = {space: ENCODERS.create(spec).info for space, spec in encoders.items()}
+        with _library_progress_bars(progress):
+            infos = {space: ENCODERS.create(spec).info for space, spec in encoders.items()}
     dataset, skipped = _assemble(records, batches, finished, infos, encoders, skipped_inputs, name or out_dir.name)
     dataset.manifest.update(json.loads(json.dumps(dict(manifest or {}))))
     dataset.manifest["build"].update(
@@ -549,8 +592,63 @@ def build_dataset(
     _apply_umask(path)
     if not keep_work_dir:
         shutil.rmtree(work_dir, ignore_errors=True)
-    logger.info("wrote %d items to %s (%d skipped)", len(dataset), path, len(skipped))
-    return BuildResult(dataset=dataset, path=path, skipped=skipped, batches_embedded=embedded)
+    logger.info("wrote %d %s to %s (%d skipped)", len(dataset), "item" if len(dataset) == 1 else "items",
+                path, len(skipped))
+    return BuildResult(dataset=dataset, path=path, skipped=skipped, batches_embedded=embedded,
+                       batches_reused=reused)
+
+
+def _embed_batches(batches, encoders, work_dir, image_options, threads, progress, on_batch):
+    """Embed the batches not yet in ``work_dir`` and save each one there.
+
+    Returns (finished, models, embedded): every batch index mapped to
+    (ids, vectors, skipped), the encoders loaded (none if every batch was
+    already finished), and the number of batches embedded in this call.
+    """
+    from tqdm import tqdm
+
+    from slime_def.data.encoders import ENCODERS
+
+    finished = {}
+    for index in range(len(batches)):
+        if _batch_path(work_dir, index).exists():
+            loaded = _load_batch(_batch_path(work_dir, index), encoders)
+            if loaded is not None:
+                finished[index] = loaded
+
+    models = {}
+    embedded = 0
+    with _torch_settings(threads):
+        if len(finished) < len(batches):
+            with _library_progress_bars(progress):
+                models = {space: ENCODERS.create(spec) for space, spec in encoders.items()}
+        bar = tqdm(total=sum(len(batch) for batch in batches), unit="img", desc="embedding",
+                   disable=not progress, initial=sum(len(batches[i]) for i in finished))
+        with bar:
+            for index, batch in enumerate(batches):
+                if index in finished:
+                    continue
+                ids, vectors, skipped = _embed_batch(batch, models, image_options)
+                _save_batch(_batch_path(work_dir, index), ids, vectors, skipped)
+                finished[index] = (ids, vectors, skipped)
+                embedded += 1
+                bar.update(len(batch))
+                if on_batch is not None:
+                    on_batch(index, len(batches))
+    return finished, models, embedded
+
+
+def _remove_unused_work_dir(work_dir: Path, created: Sequence[Path]) -> None:
+    """Delete the folders this build created if the build failed before saving any batch.
+
+    A work folder with finished batches is kept so that a rerun resumes.
+    """
+    if work_dir not in created or any(work_dir.glob("batch-*.npz")):
+        return
+    shutil.rmtree(work_dir, ignore_errors=True)
+    for folder in created:
+        if folder != work_dir and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
 
 
 def _assemble(records, batches, finished, infos, specs, skipped_inputs, name):
@@ -597,13 +695,22 @@ def _assemble(records, batches, finished, infos, specs, skipped_inputs, name):
     return dataset, skipped
 
 
-def compare_datasets(a: EmbeddingDataset, b: EmbeddingDataset) -> dict[str, Any]:
+def compare_datasets(
+    a: EmbeddingDataset | str | os.PathLike, b: EmbeddingDataset | str | os.PathLike
+) -> dict[str, Any]:
     """Compare two builds row by row on the ids they share.
+
+    ``a`` and ``b`` are datasets or dataset folders, which are read with
+    :func:`slime_def.data.dataset.load_dataset_dir`.
 
     Returns a dict with ``shared`` (number of ids in both), ``max_abs_diff``
     (space name to the largest absolute coordinate difference) and
     ``items_equal`` (captions, tags and categories identical on shared ids).
     """
+    if not isinstance(a, EmbeddingDataset):
+        a = load_dataset_dir(a)
+    if not isinstance(b, EmbeddingDataset):
+        b = load_dataset_dir(b)
     rows_b = {item_id: row for row, item_id in enumerate(b.ids)}
     shared = [(row, rows_b[item_id]) for row, item_id in enumerate(a.ids) if item_id in rows_b]
     rows_a = np.asarray([pair[0] for pair in shared], dtype=np.int64)
@@ -646,6 +753,7 @@ def build_default_dataset(
     batch_size: int = 32,
     threads: int = 1,
     work_dir: str | os.PathLike | None = None,
+    restart: bool = False,
     overwrite: bool = False,
     progress: bool = True,
     on_batch: Callable[[int, int], None] | None = None,
@@ -662,6 +770,7 @@ def build_default_dataset(
     from slime_def.data.tags import Tagger
 
     out_dir = Path(out_dir) if out_dir else DEFAULT_DATASET_DIR
+    check_out_dir(out_dir, overwrite)
     records, skipped_inputs = collect_stamps(stamps_dir)
     tagger = Tagger(source=wordnet_dir)
     manifest = {
@@ -685,6 +794,7 @@ def build_default_dataset(
         batch_size=batch_size,
         threads=threads,
         work_dir=work_dir,
+        restart=restart,
         overwrite=overwrite,
         name="default",
         manifest=manifest,
