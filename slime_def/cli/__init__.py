@@ -66,5 +66,6 @@ class LazyGroup(click.Group):
 @click.option("-v", "--verbose", count=True, help="Log more: -v for info, -vv for debug.")
 def main(verbose: int) -> None:
     """Measure how much meaning the SLImE attack reads from defended image embeddings."""
-    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    levels = {0: logging.WARNING, 1: logging.INFO}
+    level = levels.get(verbose, logging.DEBUG)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")

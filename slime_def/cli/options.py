@@ -39,7 +39,7 @@ def attack_options(func):
         click.option("--aligner", default=DEFAULTS.aligner, show_default=True, metavar="SPEC",
                      help="Alignment fit: 'ridge(l2=0.1)', 'lstsq' or 'procrustes'."),
         click.option("--align-pairs", type=click.IntRange(min=1), default=DEFAULTS.align_pairs,
-                     show_default=True, help="Alignment pairs the attacker holds (items)."),
+                     show_default=True, help="Number of alignment pairs (items) the attacker has."),
         click.option("--auxiliary-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True),
                      default=DEFAULTS.auxiliary_fraction, show_default=True,
                      help="Share of the non-alignment items given to the attacker's auxiliary collection."),
