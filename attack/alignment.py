@@ -1,6 +1,6 @@
 """Stage 1 of SLImE: a linear map from the victim's space into the attacker's.
 
-The attacker holds P alignment pairs: victim vectors ``x`` (P, m) and its own
+The attacker has P alignment pairs: victim vectors ``x`` (P, m) and its own
 encoder's vectors ``y`` (P, n) of the same images. It fits ``W`` (m, n) in closed
 form and reads any victim vector ``v`` as ``v @ W`` in its own space. Inputs are
 L2-normalised rows.

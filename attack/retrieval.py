@@ -94,7 +94,8 @@ def sparse_tag_matrix(tags: Sequence[Sequence[str]], vocabulary: Sequence[str]) 
     return sparse.csr_matrix((values, (rows, cols)), shape=(len(tags), len(vocabulary)))
 
 
-def _normalize_rows(x: np.ndarray) -> np.ndarray:
+def normalize_rows(x: np.ndarray) -> np.ndarray:
+    """Return ``x`` (N, d) as float32 with rows scaled to unit L2 norm (zero rows stay zero)."""
     x = np.ascontiguousarray(x, dtype=np.float32)
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     return x / np.maximum(norms, 1e-12)
@@ -115,11 +116,11 @@ def knn(neighbours: int = 10) -> Retriever:
         index = faiss.IndexFlatIP(aux.shape[1])
         # Normalised block by block, so only faiss's own copy of the collection is whole.
         for start in range(0, len(aux), ROW_BLOCK):
-            index.add(_normalize_rows(aux[start : start + ROW_BLOCK]))
+            index.add(normalize_rows(aux[start : start + ROW_BLOCK]))
         count = min(neighbours, index.ntotal)
 
         def predict(queries: np.ndarray) -> TagPredictions:
-            similarity, indices = index.search(_normalize_rows(queries), count)
+            similarity, indices = index.search(normalize_rows(queries), count)
             weights = np.maximum(similarity, 0.0)
             total = np.maximum(weights.sum(axis=1, keepdims=True), 1e-12)
             # Sparse (Q, M) neighbour weights times sparse (M, V) labels: memory grows

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from slime_def.defenses.base import check_range
+from slime_def.defenses.base import check_range, l2_normalize
 
 logger = logging.getLogger(__name__)
 
@@ -89,14 +89,10 @@ def _optimizer(learning_rate: float, weight_decay: float) -> optax.GradientTrans
     return optax.adamw(learning_rate, weight_decay=weight_decay)
 
 
-def _unit_rows(x: jax.Array) -> jax.Array:
-    return x / jnp.maximum(jnp.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-
 def _batch_loss(model: TagMLP, params, x: jax.Array, y: jax.Array, *, train: bool, key=None) -> jax.Array:
     rngs = {"dropout": key} if train else None
-    # Rows are normalised per batch, so training never holds a normalised copy of the collection.
-    logits = model.apply({"params": params}, _unit_rows(x), train=train, rngs=rngs)
+    # Rows are normalised per batch, so training never keeps a normalised copy of the collection.
+    logits = model.apply({"params": params}, l2_normalize(x), train=train, rngs=rngs)
     return optax.sigmoid_binary_cross_entropy(logits, y.astype(jnp.float32)).mean()
 
 
@@ -120,7 +116,7 @@ def _train_epoch(model, optimizer, params, opt_state, x, y, batches, key):
 @functools.partial(jax.jit, static_argnames=("model",))
 def _held_out_r_precision(model, params, x, y, rows):
     """Return the mean R-precision over held-out items that have at least one tag."""
-    logits = model.apply({"params": params}, _unit_rows(x[rows]), train=False)
+    logits = model.apply({"params": params}, l2_normalize(x[rows]), train=False)
     truth = y[rows].astype(jnp.float32)
     n_true = truth.sum(axis=1)
     ranks = jnp.argsort(jnp.argsort(-logits, axis=1), axis=1)  # 0 = best-scored tag
@@ -131,7 +127,7 @@ def _held_out_r_precision(model, params, x, y, rows):
 
 @functools.partial(jax.jit, static_argnames=("model",))
 def _probabilities(model, params, x):
-    return jax.nn.sigmoid(model.apply({"params": params}, _unit_rows(x), train=False))
+    return jax.nn.sigmoid(model.apply({"params": params}, l2_normalize(x), train=False))
 
 
 @dataclasses.dataclass
@@ -175,7 +171,7 @@ def train_head(x: np.ndarray, labels: np.ndarray, config: HeadConfig, *, seed: i
 
     model = TagMLP(config.hidden, v, config.dropout)
     init_key, key = jax.random.split(jax.random.key(seed))
-    params = model.init(init_key, _unit_rows(x_all[:1]), train=False)["params"]
+    params = model.init(init_key, l2_normalize(x_all[:1]), train=False)["params"]
     optimizer = _optimizer(float(config.learning_rate), float(config.weight_decay))
     opt_state = optimizer.init(params)
 

@@ -121,12 +121,12 @@ def section_notes(summary: ComparisonSummary) -> list[str]:
             + ", ".join(f"{s.spec} ({s.low_headroom_seeds} of {len(s.seeds)} seeds)" for s in low)
             + "."
         )
-    most = max((len(s.seeds) for s in summary.settings), default=0)
-    fewer = [s for s in summary.settings if len(s.seeds) < most]
+    max_seeds = max((len(s.seeds) for s in summary.settings), default=0)
+    fewer = [s for s in summary.settings if len(s.seeds) < max_seeds]
     if fewer:
         # The store holds only finished runs, so a failed or never-run seed shows as a missing one.
         notes.append(
-            f"Settings with fewer than {most} seeds (failed or not yet run; rerun the sweep to fill them in): "
+            f"Settings with fewer than {max_seeds} seeds (failed or not yet run; rerun the sweep to fill them in): "
             + ", ".join(f"{s.spec} (seeds {', '.join(map(str, s.seeds))})" for s in fewer)
             + "."
         )

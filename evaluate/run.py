@@ -33,12 +33,12 @@ import jax
 import numpy as np
 
 from slime_def.attack.alignment import make_aligner
-from slime_def.attack.retrieval import TagPredictions, make_retriever
+from slime_def.attack.retrieval import TagPredictions, make_retriever, normalize_rows
 from slime_def.data.dataset import EmbeddingDataset
 from slime_def.data.readers import load_dataset
 from slime_def.defenses import make_defense
 from slime_def.defenses.base import resolved_spec
-from slime_def.errors import DatasetError, ParameterError, SpecError
+from slime_def.errors import DatasetError, ParameterError
 from slime_def.evaluate import leakage as leakage_metrics
 from slime_def.evaluate import neighbourhood, tags, utility
 from slime_def.evaluate.splits import MIN_TARGETS, Split, make_split
@@ -126,11 +126,6 @@ class PreparedAttack:
         return self.attacker[self.split.targets]
 
 
-def _normalize_rows(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-
 def _pick_space(dataset: EmbeddingDataset, requested: str | None, role: str, option: str) -> str:
     if requested is not None:
         dataset.space(requested)  # raises with the list of spaces
@@ -176,8 +171,8 @@ def prepare(config: EvalConfig, dataset: EmbeddingDataset | str = "default") -> 
 
     victim_norm = float(np.median(np.linalg.norm(dataset.space(victim_name), axis=1)))
     attacker_norm = float(np.median(np.linalg.norm(dataset.space(attacker_name), axis=1)))
-    victim = _normalize_rows(dataset.space(victim_name))
-    attacker = _normalize_rows(dataset.space(attacker_name))
+    victim = normalize_rows(dataset.space(victim_name))
+    attacker = normalize_rows(dataset.space(attacker_name))
     all_tags = dataset.tags
     aux_tags = [all_tags[i] for i in split.auxiliary]
     if not any(aux_tags):
@@ -286,7 +281,7 @@ def _floors(prepared: PreparedAttack, aux_tags: list[list[str]]) -> dict[str, di
     """Random-vector scores and the stronger of the matching baselines, per metric."""
     k = prepared.config.k
     rng = np.random.default_rng([prepared.config.seed, 1])
-    random_vectors = _normalize_rows(rng.standard_normal(prepared.targets_victim.shape).astype(np.float32))
+    random_vectors = normalize_rows(rng.standard_normal(prepared.targets_victim.shape).astype(np.float32))
     random_scores = leakage_scores(prepared, random_vectors, prepared.clean_map)
 
     baselines: dict[str, float] = {}
@@ -350,11 +345,8 @@ def attack_defense(
     store_rows = np.concatenate([split.align, split.targets])
     store = prepared.victim[store_rows]
     fit_key, apply_key = jax.random.split(jax.random.key(config.seed), 2)
-    try:
-        state = defense.fit(store, key=fit_key)
-        defended = np.asarray(defense.apply(state, store, key=apply_key), dtype=np.float32)
-    except (SpecError, ParameterError):
-        raise
+    state = defense.fit(store, key=fit_key)
+    defended = np.asarray(defense.apply(state, store, key=apply_key), dtype=np.float32)
     if defended.ndim != 2 or defended.shape[0] != store.shape[0] or not np.all(np.isfinite(defended)):
         raise ParameterError(
             f"defense {defense.spec!r} returned an array of shape {defended.shape} with "
@@ -448,8 +440,3 @@ def evaluate(
     make_defense(config.defense)  # fail on a bad spec before the slow preparation
     prepared = prepare(config, dataset)
     return attack_defense(prepared, keep_predictions=keep_predictions)
-
-
-def canonical_defense(spec: str) -> str:
-    """Return the canonical text of a defense spec (the form stored in records)."""
-    return format_spec(parse_chain(spec))

@@ -1,6 +1,6 @@
 """Seeded, disjoint splits of a victim's items for one evaluation run.
 
-* ``align``: the attacker's alignment pairs (it holds their victim vectors and
+* ``align``: the attacker's alignment pairs (it has their victim vectors and
   embeds the same images with its own encoder);
 * ``auxiliary``: the attacker's own tagged and captioned collection, used only
   in attack space to train the retriever;
@@ -80,10 +80,10 @@ def make_split(
         )
     n_aux, n_targets = _part_sizes(n_items, int(align_pairs), auxiliary_fraction)
     if n_aux < MIN_AUXILIARY or n_targets < min_targets:
-        most = max_align_pairs(n_items, auxiliary_fraction=auxiliary_fraction, min_targets=min_targets)
+        largest = max_align_pairs(n_items, auxiliary_fraction=auxiliary_fraction, min_targets=min_targets)
         fix = (
-            f"use align_pairs (--align-pairs) <= {most} for this dataset"
-            if most
+            f"use align_pairs (--align-pairs) <= {largest} for this dataset"
+            if largest
             else "this dataset is too small; it needs more items"
         )
         raise ParameterError(

@@ -211,5 +211,7 @@ def test_bands_clipped_to_unit_range(store):
             for path in collection.get_paths():
                 vertices = path.vertices
                 finite = vertices[np.isfinite(vertices).all(axis=1)]
-                assert finite[:, 0].min() >= -1e-9 and finite[:, 0].max() <= 1 + 1e-9
-                assert finite[:, 1].min() >= -1e-9 and finite[:, 1].max() <= 1 + 1e-9
+                assert finite[:, 0].min() >= -1e-9
+                assert finite[:, 0].max() <= 1 + 1e-9
+                assert finite[:, 1].min() >= -1e-9
+                assert finite[:, 1].max() <= 1 + 1e-9

@@ -65,7 +65,7 @@ def test_mlp_head_is_deterministic_per_seed():
     np.testing.assert_array_equal(first, second)
 
 
-def test_top_k_orders_by_score_and_breaks_ties_by_vocabulary():
+def test_top_k_ties_keep_vocabulary_order():
     predictions = TagPredictions(("a", "b", "c"), np.array([[0.2, 0.9, 0.2]], np.float32))
     assert predictions.ranked_tags(3) == [["b", "a", "c"]]
 

@@ -20,7 +20,7 @@ def data() -> None:
 
 
 def _describe(dataset) -> str:
-    """Render what a dataset holds as plain text."""
+    """Render the contents of a dataset as plain text."""
     from collections import Counter
 
     manifest = dataset.manifest

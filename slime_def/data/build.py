@@ -103,7 +103,11 @@ def _split_tags(value: Any, where: str) -> list[str] | None:
     if value is None or value == "":
         return None
     if isinstance(value, str):
-        separator = "|" if "|" in value else ";" if ";" in value else ","
+        separator = ","
+        for candidate in ("|", ";"):
+            if candidate in value:
+                separator = candidate
+                break
         return [tag.strip() for tag in value.split(separator) if tag.strip()]
     if isinstance(value, list) and all(isinstance(tag, str) for tag in value):
         return [tag.strip() for tag in value if tag.strip()]

@@ -52,7 +52,7 @@ class EmbeddingDataset:
       items: N dicts with at least ``caption`` (str), ``tags`` (list of str),
         ``category`` (str) and ``source`` (str); missing values are "" or [].
       manifest: model names, dimensions, normalisation, licence and provenance.
-        ``manifest["spaces"][name]`` holds ``dim``, ``model`` and ``normalization``.
+        ``manifest["spaces"][name]`` contains ``dim``, ``model`` and ``normalization``.
     """
 
     ids: list[str]
@@ -343,7 +343,7 @@ def save_dataset(dataset: EmbeddingDataset, directory: str | os.PathLike, *, ove
     """Write ``dataset`` to ``directory`` in the format above; return the path.
 
     Each file is written to a temporary name and renamed, and the manifest goes
-    last, so a directory with a manifest always holds a complete dataset.
+    last, so a directory with a manifest always contains a complete dataset.
     """
     from safetensors.numpy import save
 
