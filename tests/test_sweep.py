@@ -243,7 +243,6 @@ def test_double_ctrl_c_exits_and_resumes(dataset_dir, synthetic, tmp_path):
         time.sleep(0.02)
     assert process.poll() is None, "sweep finished before it could be interrupted"
 
-    interrupted = time.monotonic()
     process.send_signal(signal.SIGINT)
     time.sleep(0.5)
     if process.poll() is None:
@@ -252,8 +251,7 @@ def test_double_ctrl_c_exits_and_resumes(dataset_dir, synthetic, tmp_path):
         _, stderr = process.communicate(timeout=30)
     except subprocess.TimeoutExpired:
         process.kill()
-        pytest.fail("sweep still running 30 s after two SIGINTs")
-    assert time.monotonic() - interrupted < 30
+        pytest.fail("sweep still running 30 s after two SIGINTs (hung on shutdown)")
     assert process.returncode == 130, stderr.decode()
     assert "rerun the same command to resume" in stderr.decode()
     assert "Traceback" not in stderr.decode()
